@@ -1,0 +1,414 @@
+//! The `kms-fields` binary end to end, on a SQLite file and on Postgres.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use kms_fields_tests::db::{PgDb, SqliteDb, TestDb};
+use kms_fields_tests::seed_users;
+
+fn cli() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kms-fields"));
+    c.env_remove("KMS_KEY_ID").env_remove("DATABASE_URL");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    cli().args(args).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn rewrap_args(url: &str) -> Vec<String> {
+    [
+        "rewrap",
+        "--database-url",
+        url,
+        "--table",
+        "users",
+        "--model-name",
+        "User",
+        "--to-version",
+        "2",
+        "--key-id",
+        "insecure-test-key",
+        "--previous",
+        "1=insecure-test-key",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn status_of(url: &str) -> String {
+    let o = run(&["status", "--database-url", url, "--table", "users"]);
+    assert!(o.status.success(), "{}", text(&o));
+    text(&o)
+}
+
+#[test]
+fn status_and_rewrap_on_a_sqlite_file() {
+    let (db, mut conn) = SqliteDb::new();
+    seed_users(&mut conn, 300);
+    let url = db.url();
+    let s = status_of(&url);
+    assert!(
+        s.contains("users.encrypted_kms_key: 300 rows") && s.contains("v1") && s.contains("300"),
+        "{s}"
+    );
+    let o = cli().args(rewrap_args(&url)).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("re-wrapped 300 rows to v2"),
+        "{}",
+        text(&o)
+    );
+    let s = status_of(&url);
+    assert!(s.contains("v2") && !s.contains("v1 "), "{s}");
+    // rerun: nothing to do
+    let o = cli().args(rewrap_args(&url)).output().unwrap();
+    assert!(text(&o).contains("re-wrapped 0 rows"), "{}", text(&o));
+}
+
+#[test]
+fn status_and_rewrap_on_postgres() {
+    let (db, mut conn) = PgDb::new();
+    seed_users(&mut conn, 500);
+    let url = db.url();
+    let o = cli()
+        .args(rewrap_args(&url))
+        .args(["--batch", "100", "--concurrency", "8"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        status_of(&url).contains("v2                       500"),
+        "{}",
+        status_of(&url)
+    );
+}
+
+#[test]
+fn an_interrupted_rewrap_finishes_when_run_again() {
+    let (db, mut conn) = SqliteDb::new();
+    seed_users(&mut conn, 2000);
+    let url = db.url();
+    // slow it down (rate limit), kill it mid-way
+    let mut child = cli()
+        .args(rewrap_args(&url))
+        .args(["--batch", "50", "--rate", "1000"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mid = status_of(&url);
+    assert!(
+        mid.contains("v1") && mid.contains("v2"),
+        "killed mid-way: {mid}"
+    );
+    let o = cli().args(rewrap_args(&url)).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let s = status_of(&url);
+    assert!(s.contains("v2                       2000"), "{s}");
+    // every row is readable at the new version
+    use diesel::prelude::*;
+    use kms_fields_tests::models::UserV2;
+    use kms_fields_tests::schema::users;
+    let mut conn = db.connect();
+    let rows: Vec<UserV2> = users::table
+        .select(UserV2::as_select())
+        .load(&mut conn)
+        .unwrap();
+    let kms = kms_fields::Kms::new();
+    assert!(
+        kms_fields::blocking::block_on(kms_fields::bulk::unlock_many(&kms, &rows, 64))
+            .unwrap()
+            .iter()
+            .all(|r| r.is_ok())
+    );
+}
+
+#[test]
+fn two_rewrap_processes_at_once_on_postgres() {
+    let (db, mut conn) = PgDb::new();
+    seed_users(&mut conn, 3000);
+    let url = db.url();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            cli()
+                .args(rewrap_args(&url))
+                .args(["--batch", "100"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut total = 0u64;
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        let n: u64 = out
+            .split("re-wrapped ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        total += n;
+    }
+    assert_eq!(
+        total, 3000,
+        "every row re-wrapped exactly once across both processes"
+    );
+    assert!(status_of(&url).contains("v2                       3000"));
+}
+
+#[test]
+fn clear_errors_and_exit_codes() {
+    let (db, mut conn) = SqliteDb::new();
+    let ids = seed_users(&mut conn, 20);
+    let url = db.url();
+    let o = run(&["status", "--database-url", &url, "--table", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("table nope with column(s) encrypted_kms_key not found"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&[
+        "status",
+        "--database-url",
+        &url,
+        "--table",
+        "users",
+        "--key-column",
+        "missing_col",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("missing_col"), "{}", text(&o));
+    let o = run(&[
+        "status",
+        "--database-url",
+        "redis://localhost",
+        "--table",
+        "users",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("unsupported database URL"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&[
+        "status",
+        "--database-url",
+        "postgres://nobody:secret@127.0.0.1:1/x",
+        "--table",
+        "users",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("cannot connect") && !text(&o).contains("secret"),
+        "{}",
+        text(&o)
+    );
+    // a row the KMS refuses: the row and the key id are named, the others are done, exit 1
+    use diesel::prelude::*;
+    use kms_fields_tests::schema::users;
+    let other = run(&[
+        "box",
+        "encrypt",
+        "--key-id",
+        "insecure-test-key",
+        "--context",
+        "model_name=User",
+        "--context",
+        "model_id=999",
+        "x",
+    ]);
+    let wrong_ctx = String::from_utf8(other.stdout).unwrap();
+    diesel::update(users::table.find(ids[3]))
+        .set(users::encrypted_kms_key.eq(wrong_ctx.trim()))
+        .execute(&mut conn)
+        .unwrap();
+    let o = cli().args(rewrap_args(&url)).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains(&format!("row {}", ids[3]))
+            && t.contains("key insecure-test-key")
+            && t.contains("Decryption failed"),
+        "{t}"
+    );
+    assert!(t.contains("re-wrapped 19 rows"), "{t}");
+}
+
+#[test]
+fn box_and_keygen() {
+    let o = run(&[
+        "box",
+        "encrypt",
+        "--key-id",
+        "insecure-test-key",
+        "--context",
+        "purpose=test",
+        "hello",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ct = String::from_utf8(o.stdout).unwrap();
+    assert!(ct.starts_with("v1:"));
+    let o = run(&[
+        "box",
+        "decrypt",
+        "--key-id",
+        "insecure-test-key",
+        "--context",
+        "purpose=test",
+        ct.trim(),
+    ]);
+    assert_eq!(o.stdout, b"hello");
+    let o = run(&[
+        "box",
+        "decrypt",
+        "--key-id",
+        "insecure-test-key",
+        "--context",
+        "purpose=other",
+        ct.trim(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("Decryption failed"));
+    let o = run(&[
+        "box",
+        "decrypt",
+        "--key-id",
+        "insecure-test-key",
+        "--version",
+        "2",
+        ct.trim(),
+    ]);
+    assert!(text(&o).contains("Version not active: 1"), "{}", text(&o));
+    let k1 = String::from_utf8(run(&["keygen"]).stdout).unwrap();
+    let k2 = String::from_utf8(run(&["keygen"]).stdout).unwrap();
+    assert_eq!(k1.trim().len(), 64);
+    assert!(k1.trim().bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_ne!(k1, k2);
+    // a generated key works as a local master key
+    let o = cli()
+        .env("KMS_FIELDS_LOCAL_KEY_CLI", k1.trim())
+        .args(["box", "encrypt", "--key-id", "local/cli", "secret"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let ct = String::from_utf8(o.stdout).unwrap();
+    let o = cli()
+        .env("KMS_FIELDS_LOCAL_KEY_CLI", k1.trim())
+        .args(["box", "decrypt", "--key-id", "local/cli", ct.trim()])
+        .output()
+        .unwrap();
+    assert_eq!(o.stdout, b"secret");
+}
+
+#[test]
+fn migration_sql_prints_a_runnable_migration() {
+    let o = run(&[
+        "migration-sql",
+        "--backend",
+        "sqlite",
+        "--table",
+        "users",
+        "--text",
+        "ssn_enc",
+        "--unique-index",
+        "ssn_bidx",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let up = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        up.contains("ADD COLUMN `encrypted_kms_key` TEXT") && up.contains("CREATE UNIQUE INDEX"),
+        "{up}"
+    );
+    let (db, _conn) = SqliteDb::new();
+    let mut conn = db.connect();
+    use diesel::connection::SimpleConnection;
+    conn.batch_execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY)")
+        .unwrap();
+    let up = String::from_utf8(
+        run(&[
+            "migration-sql",
+            "--backend",
+            "sqlite",
+            "--table",
+            "accounts",
+            "--text",
+            "ssn_enc",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    conn.batch_execute(&up).unwrap();
+    let down = String::from_utf8(
+        run(&[
+            "migration-sql",
+            "--backend",
+            "sqlite",
+            "--table",
+            "accounts",
+            "--text",
+            "ssn_enc",
+            "--down",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    conn.batch_execute(&down).unwrap();
+    assert_eq!(
+        run(&["migration-sql", "--backend", "oracle", "--table", "x"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn context_hash_against_the_vault_standin() {
+    let url = kms_fields_tests::vault_url();
+    let audit = kms_fields_tests::db::unique("file");
+    kms_fields_tests::vault_post(&format!("v1/sys/audit/{audit}"), r#"{"type":"file"}"#);
+    let o = cli()
+        .env("VAULT_ADDR", &url)
+        .env("VAULT_TOKEN", "root")
+        .args([
+            "context-hash",
+            "--audit-path",
+            &audit,
+            "--context",
+            "model_name=User",
+            "--context",
+            "model_id=42",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let hash = String::from_utf8(o.stdout).unwrap();
+    let ctx = kms_fields::EncryptionContext::for_model("User", 42);
+    let expected = kms_fields_tests::vault_post(
+        &format!("v1/sys/audit-hash/{audit}"),
+        &format!(r#"{{"input":"{}"}}"#, ctx.vault_context()),
+    );
+    assert_eq!(Some(hash.trim()), expected["hash"].as_str());
+    let o = cli()
+        .env_remove("VAULT_ADDR")
+        .args(["context-hash", "--audit-path", "x", "--context", "a=b"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("VAULT_ADDR"));
+}

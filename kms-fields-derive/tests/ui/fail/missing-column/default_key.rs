@@ -1,0 +1,10 @@
+use kms_fields::{KeyColumn, KmsEncrypted};
+
+#[derive(KmsEncrypted)]
+pub struct User {
+    pub id: i32,
+    #[kms(encrypted)]
+    pub email_enc: Option<String>,
+}
+
+fn main() {}

@@ -1,0 +1,11 @@
+use kms_fields::{KeyColumn, KmsEncrypted};
+
+#[derive(KmsEncrypted)]
+pub struct User {
+    pub id: i32,
+    #[kms(encrypted, colr)]
+    pub email_enc: Option<String>,
+    pub encrypted_kms_key: KeyColumn,
+}
+
+fn main() {}

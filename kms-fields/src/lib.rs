@@ -1,0 +1,50 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod audit;
+pub mod blocking;
+pub mod bulk;
+#[cfg(feature = "cache")]
+pub mod cache;
+pub mod cipher;
+pub mod codec;
+pub mod context;
+pub mod data_key;
+pub mod encoding;
+pub mod envelope;
+pub mod error;
+pub mod keyring;
+pub mod kms;
+pub mod kms_box;
+#[cfg(feature = "kms-rails")]
+pub mod kms_rails;
+pub mod migration;
+pub mod model;
+pub mod provider;
+pub mod sql;
+
+pub use audit::{CallStats, Operation};
+#[cfg(feature = "cache")]
+pub use cache::DecryptCache;
+pub use context::EncryptionContext;
+pub use data_key::DataKey;
+pub use envelope::StoredKey;
+pub use error::{Error, ErrorKind, Result};
+pub use keyring::{KeyIdResolver, KeyIdSource, KeySpec, KeyVersion};
+pub use kms::{ContextFn, Kms, KmsBuilder};
+pub use kms_box::KmsBox;
+pub use provider::{Provider, ProviderKind};
+
+/// `#[derive(KmsEncrypted)]` (feature `derive`).
+#[cfg(feature = "derive")]
+pub use kms_fields_derive::KmsEncrypted;
+pub use model::{AttrDef, KeyColumn, KeyDef, KmsModel, SaveFlow};
+
+/// What generated code refers to (not a public API).
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::blocking;
+    pub use crate::codec;
+    pub use crate::model;
+    pub use std::sync::LazyLock;
+}

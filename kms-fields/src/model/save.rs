@@ -1,0 +1,67 @@
+//! Save-flow helpers shared by the ORM crates: which flow an insert uses, and keeping a
+//! model's keys intact when a save fails.
+
+use super::{IdKind, KmsModel};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{KeyColumn, SaveFlow};
+use crate::sql::BackendKind;
+
+/// The save flow for `model` on `backend`: the model's `save_flow` if not `auto`; `Eager`
+/// when its id is known or no key's context needs it; `Prefetch` on Postgres for an integer id;
+/// `AfterInsert` otherwise.
+pub fn plan<M: KmsModel>(backend: BackendKind, model: &M) -> Result<SaveFlow> {
+    let flow = match M::SAVE_FLOW {
+        SaveFlow::Auto => {
+            let no_id_needed = (0..M::KEYS.len()).all(|k| !M::context_needs_id(k));
+            if model.record_id().is_some() || no_id_needed {
+                SaveFlow::Eager
+            } else if backend == BackendKind::Postgres && M::ID_KIND == IdKind::Integer {
+                SaveFlow::Prefetch
+            } else {
+                SaveFlow::AfterInsert
+            }
+        }
+        other => other,
+    };
+    if flow == SaveFlow::Prefetch
+        && (backend != BackendKind::Postgres || M::ID_KIND != IdKind::Integer)
+    {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "{}: the prefetch save flow needs Postgres and an integer id",
+                M::MODEL_NAME
+            ),
+        ));
+    }
+    Ok(flow)
+}
+
+/// The key columns, to restore after a failed save.
+pub fn key_snapshot<M: KmsModel>(model: &M) -> Vec<KeyColumn> {
+    (0..M::KEYS.len())
+        .map(|k| model.key_column(k).clone())
+        .collect()
+}
+
+/// Put the key columns back (and forget a rolled-back id).
+pub fn restore<M: KmsModel>(model: &mut M, snapshot: Vec<KeyColumn>, had_id: bool) {
+    for (k, col) in snapshot.into_iter().enumerate() {
+        *model.key_column_mut(k) = col;
+    }
+    if !had_id {
+        model.clear_record_id();
+    }
+}
+
+/// After a successful write: every key column is what the database holds.
+pub fn mark_saved<M: KmsModel>(model: &mut M) {
+    for k in 0..M::KEYS.len() {
+        model.key_column_mut(k).mark_saved();
+    }
+}
+
+/// Whether a new data key waits to be wrapped.
+pub fn any_pending<M: KmsModel>(model: &M) -> bool {
+    (0..M::KEYS.len()).any(|k| model.key_column(k).is_pending())
+}

@@ -1,0 +1,2 @@
+DROP TABLE lockbox_users;
+DROP TABLE users;

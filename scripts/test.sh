@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine or a developer's: starts what is missing
+# (PostgreSQL, MariaDB, moto's KMS/S3 server, the drongo Cloud KMS emulator), idempotently,
+# runs every test of the workspace, and stops what it started.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh -E 'test(vault)' # extra arguments go to cargo nextest
+#
+# Environment (all optional): KMS_FIELDS_PG_URL, KMS_FIELDS_MYSQL_URL (use existing servers),
+# KMS_FIELDS_MOTO_URL (an already running scripts/moto_kms.py), KMS_FIELDS_DRONGO_URL.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+STATE="$ROOT/.tmp"
+mkdir -p "$STATE"
+STARTED=()
+
+log() { printf '\033[1m[test.sh]\033[0m %s\n' "$*" >&2; }
+
+cleanup() {
+  for cmd in "${STARTED[@]:-}"; do
+    [ -n "$cmd" ] && eval "$cmd" >/dev/null 2>&1 || true
+  done
+}
+trap cleanup EXIT
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+free_port() {
+  local p
+  for p in $(seq "$1" $(($1 + 100))); do
+    if ! port_open 127.0.0.1 "$p"; then echo "$p"; return; fi
+  done
+  echo "no free port from $1" >&2; exit 1
+}
+
+wait_for() { # host port seconds
+  local i
+  for i in $(seq 1 $(($3 * 10))); do port_open "$1" "$2" && return 0; sleep 0.1; done
+  return 1
+}
+
+apt_install() {
+  log "apt-get install $*"
+  if [ "$(id -u)" -ne 0 ]; then echo "need root to install $* (or install them yourself)" >&2; exit 1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >/dev/null 2>&1 ||
+    { DEBIAN_FRONTEND=noninteractive apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >/dev/null; }
+}
+
+# --- system libraries the crates link ------------------------------------------------------
+need_pkgs=()
+dpkg -s libpq-dev >/dev/null 2>&1 || need_pkgs+=(libpq-dev)
+dpkg -s default-libmysqlclient-dev >/dev/null 2>&1 || need_pkgs+=(default-libmysqlclient-dev)
+command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
+python3 -m venv --help >/dev/null 2>&1 || need_pkgs+=(python3-venv)
+[ ${#need_pkgs[@]} -eq 0 ] || apt_install "${need_pkgs[@]}"
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+if [ -z "${KMS_FIELDS_PG_URL:-}" ]; then
+  if port_open 127.0.0.1 5432 && psql -h 127.0.0.1 -U postgres -d test -c 'select 1' >/dev/null 2>&1; then
+    export KMS_FIELDS_PG_URL="postgres://postgres@127.0.0.1:5432/test"
+  else
+    PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+    if [ -z "$PGBIN" ]; then apt_install postgresql; PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1); fi
+    PGPORT=$(free_port 5432)
+    PGDATA="$STATE/pg"
+    id postgres >/dev/null 2>&1 || useradd -r -m postgres
+    if [ ! -f "$PGDATA/PG_VERSION" ]; then
+      rm -rf "$PGDATA"; mkdir -p "$PGDATA"; chown postgres "$PGDATA"
+      (cd / && su postgres -s /bin/sh -c "$PGBIN/initdb --auth=trust -U postgres -E UTF8 -D '$PGDATA'" >/dev/null)
+    fi
+    chmod o+x "$ROOT" "$STATE" 2>/dev/null || true
+    log "starting a private PostgreSQL on port $PGPORT"
+    (cd / && su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D '$PGDATA' -l '$PGDATA/log' -w -o '-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGDATA -c fsync=off -c synchronous_commit=off -c max_connections=200' start" >/dev/null)
+    STARTED+=("cd / && su postgres -s /bin/sh -c \"$PGBIN/pg_ctl -D '$PGDATA' -m fast stop\"")
+    (cd / && su postgres -s /bin/sh -c "psql -h 127.0.0.1 -p $PGPORT -U postgres -tc \"select 1 from pg_database where datname='test'\" | grep -q 1 || psql -h 127.0.0.1 -p $PGPORT -U postgres -c 'create database test'" >/dev/null)
+    export KMS_FIELDS_PG_URL="postgres://postgres@127.0.0.1:$PGPORT/test"
+  fi
+fi
+log "PostgreSQL: $KMS_FIELDS_PG_URL"
+
+# --- MariaDB / MySQL -------------------------------------------------------------------------
+if [ -z "${KMS_FIELDS_MYSQL_URL:-}" ]; then
+  if port_open 127.0.0.1 3306 && mariadb -h 127.0.0.1 -uroot -e 'create database if not exists test' >/dev/null 2>&1; then
+    export KMS_FIELDS_MYSQL_URL="mysql://root@127.0.0.1:3306/test"
+  else
+    command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || apt_install mariadb-server
+    MYPORT=$(free_port 3306)
+    MYDATA="$STATE/mysql"
+    if [ ! -d "$MYDATA/mysql" ]; then
+      mkdir -p "$MYDATA"
+      mariadb-install-db --no-defaults --datadir="$MYDATA" --user=root --auth-root-authentication-method=normal >/dev/null
+    fi
+    log "starting a private MariaDB on port $MYPORT"
+    /usr/sbin/mariadbd --no-defaults --datadir="$MYDATA" --user=root --bind-address=127.0.0.1 --port="$MYPORT" \
+      --socket="$MYDATA/mysqld.sock" --pid-file="$MYDATA/mysqld.pid" --max-connections=300 >"$MYDATA/log" 2>&1 &
+    STARTED+=("kill $!")
+    wait_for 127.0.0.1 "$MYPORT" 30 || { cat "$MYDATA/log" >&2; exit 1; }
+    sleep 0.5
+    mariadb -h 127.0.0.1 -P "$MYPORT" -uroot -e 'create database if not exists test'
+    export KMS_FIELDS_MYSQL_URL="mysql://root@127.0.0.1:$MYPORT/test"
+  fi
+fi
+log "MariaDB: $KMS_FIELDS_MYSQL_URL"
+
+# --- Python venv: moto (AWS KMS + S3) and drongo (Cloud KMS emulator) -----------------------
+VENV="$ROOT/.venv"
+if ! "$VENV/bin/python" -c 'import moto, flask, flask_cors, boto3, cryptography, drongo, google_crc32c' >/dev/null 2>&1; then
+  log "creating $VENV (moto[server], drongo)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5.2,<6' boto3 cryptography 'drongo>=0.8,<0.9' google-crc32c
+fi
+
+export KMS_FIELDS_PYTHON="$VENV/bin/python"   # independent decoders/producers in tests/scripts
+
+if [ -z "${KMS_FIELDS_MOTO_URL:-}" ]; then
+  MOTOPORT=$(free_port 5005)
+  log "starting moto on port $MOTOPORT"
+  "$VENV/bin/python" scripts/moto_kms.py --port "$MOTOPORT" >"$STATE/moto.log" 2>&1 &
+  STARTED+=("kill $!")
+  wait_for 127.0.0.1 "$MOTOPORT" 30 || { cat "$STATE/moto.log" >&2; exit 1; }
+  export KMS_FIELDS_MOTO_URL="http://127.0.0.1:$MOTOPORT"
+fi
+log "moto: $KMS_FIELDS_MOTO_URL"
+
+if [ -z "${KMS_FIELDS_DRONGO_URL:-}" ]; then
+  DRPORT=$(free_port 5106)
+  "$VENV/bin/drongo" server --host 127.0.0.1 --port "$DRPORT" >"$STATE/drongo.log" 2>&1 &
+  STARTED+=("kill $!")
+  wait_for 127.0.0.1 "$DRPORT" 30 || { cat "$STATE/drongo.log" >&2; exit 1; }
+  export KMS_FIELDS_DRONGO_URL="http://127.0.0.1:$DRPORT"
+fi
+log "drongo: $KMS_FIELDS_DRONGO_URL"
+
+# No Vault or OpenBao server can be installed here: the Vault provider is tested against a
+# transit stand-in that follows Vault's documented API (tests/standins/vault_transit.py).
+if [ -z "${KMS_FIELDS_VAULT_URL:-}" ]; then
+  VPORT=$(free_port 8201)
+  "$VENV/bin/python" tests/standins/vault_transit.py --port "$VPORT" >"$STATE/vault-standin.log" 2>&1 &
+  STARTED+=("kill $!")
+  wait_for 127.0.0.1 "$VPORT" 30 || { cat "$STATE/vault-standin.log" >&2; exit 1; }
+  export KMS_FIELDS_VAULT_URL="http://127.0.0.1:$VPORT"
+fi
+log "Vault transit stand-in: $KMS_FIELDS_VAULT_URL"
+
+# --- the suite -------------------------------------------------------------------------------
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-always}"
+FEATURES="--workspace --all-features"
+log "cargo nextest run $FEATURES"
+cargo nextest run $FEATURES --no-fail-fast "$@"
+if [ $# -eq 0 ]; then
+  log "doc tests"
+  cargo test $FEATURES --doc
+  log "core tests with the default (RustCrypto) AES-GCM backend"
+  cargo nextest run -p kms-fields --features aws --no-fail-fast
+fi
+log "all tests passed"

@@ -1,0 +1,300 @@
+//! Support code of the cross-crate integration tests: isolated real databases, the models and
+//! schema of the behavioural suite, and provider wrappers.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_debug_implementations
+)]
+
+pub mod db;
+pub mod models;
+pub mod schema;
+pub mod sea;
+
+/// The Python used for the independent decoders and producers (`tests/scripts/*.py`): the
+/// venv of scripts/test.sh (`KMS_FIELDS_PYTHON`), else `.venv/bin/python`, else `python3`.
+pub fn python() -> std::process::Command {
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python");
+    let exe = std::env::var("KMS_FIELDS_PYTHON")
+        .ok()
+        .or_else(|| std::path::Path::new(venv).exists().then(|| venv.to_owned()))
+        .unwrap_or_else(|| "python3".to_owned());
+    std::process::Command::new(exe)
+}
+
+/// A script of `tests/scripts`.
+pub fn script(name: &str) -> String {
+    format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Ruby gems' vectors (the copy in kms-fields/tests/data).
+pub fn vectors() -> serde_json::Value {
+    serde_json::from_str(include_str!(
+        "../../kms-fields/tests/data/kms_encrypted_lockbox.json"
+    ))
+    .expect("vectors")
+}
+
+/// moto's endpoint (scripts/test.sh starts scripts/moto_kms.py and exports it).
+pub fn moto_url() -> String {
+    std::env::var("KMS_FIELDS_MOTO_URL").unwrap_or_else(|_| {
+        panic!("KMS_FIELDS_MOTO_URL is not set: run scripts/test.sh (it starts moto)")
+    })
+}
+
+/// A real aws-sdk-kms client pointed at moto.
+pub async fn moto_client() -> aws_sdk_kms::Client {
+    let conf = kms_fields::provider::aws::AwsProvider::default_config()
+        .endpoint_url(moto_url())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kms::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
+        .load()
+        .await;
+    aws_sdk_kms::Client::new(&conf)
+}
+
+/// A `Kms` whose AWS provider is moto.
+pub fn moto_kms() -> kms_fields::Kms {
+    let client = kms_fields::blocking::block_on(moto_client()).expect("runtime");
+    kms_fields::Kms::builder()
+        .aws(kms_fields::provider::aws::AwsProvider::new(client))
+        .build()
+}
+
+/// A fresh key on moto; returns its ARN.
+pub fn moto_key() -> String {
+    kms_fields::blocking::block_on(async {
+        let c = moto_client().await;
+        c.create_key()
+            .send()
+            .await
+            .expect("CreateKey")
+            .key_metadata
+            .expect("metadata")
+            .arn
+            .expect("arn")
+    })
+    .expect("runtime")
+}
+
+/// A provider wrapper that adds latency to every call (fixed, or uniform in a range) and
+/// records how many calls were in flight at most. For benchmarks and concurrency tests.
+#[derive(Debug)]
+pub struct LatencyProvider {
+    inner: std::sync::Arc<dyn kms_fields::Provider>,
+    min: std::time::Duration,
+    max: std::time::Duration,
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// The most calls seen in flight at once.
+    pub peak: std::sync::atomic::AtomicUsize,
+}
+
+impl LatencyProvider {
+    /// `delay` added to each call of `inner`.
+    pub fn fixed(inner: impl kms_fields::Provider + 'static, delay: std::time::Duration) -> Self {
+        Self::uniform(inner, delay, delay)
+    }
+
+    /// A delay drawn uniformly from `min..=max` for each call.
+    pub fn uniform(
+        inner: impl kms_fields::Provider + 'static,
+        min: std::time::Duration,
+        max: std::time::Duration,
+    ) -> Self {
+        Self {
+            inner: std::sync::Arc::new(inner),
+            min,
+            max,
+            in_flight: Default::default(),
+            peak: Default::default(),
+        }
+    }
+
+    async fn delayed<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(now, SeqCst);
+        let spread = self.max.saturating_sub(self.min).as_nanos() as u64;
+        let extra = if spread == 0 {
+            0
+        } else {
+            let mut b = [0u8; 8];
+            getrandom::fill(&mut b).expect("random");
+            u64::from_le_bytes(b) % (spread + 1)
+        };
+        tokio::time::sleep(self.min + std::time::Duration::from_nanos(extra)).await;
+        let out = f.await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        out
+    }
+}
+
+#[async_trait::async_trait]
+impl kms_fields::Provider for LatencyProvider {
+    fn kind(&self) -> kms_fields::ProviderKind {
+        self.inner.kind()
+    }
+    async fn wrap(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        context: Option<&kms_fields::EncryptionContext>,
+    ) -> kms_fields::Result<Vec<u8>> {
+        self.delayed(self.inner.wrap(key_id, plaintext, context))
+            .await
+    }
+    async fn unwrap(
+        &self,
+        key_id: &str,
+        ciphertext: &[u8],
+        context: Option<&kms_fields::EncryptionContext>,
+    ) -> kms_fields::Result<zeroize::Zeroizing<Vec<u8>>> {
+        self.delayed(self.inner.unwrap(key_id, ciphertext, context))
+            .await
+    }
+}
+
+/// Insert `n` users (email + phone, both keys, version 1 with the test key) in batches.
+pub fn seed_users<C>(conn: &mut C, n: usize) -> Vec<i32>
+where
+    C: kms_fields_diesel::KmsConnection,
+    diesel::query_builder::InsertStatement<
+        schema::users::table,
+        <models::User as diesel::Insertable<schema::users::table>>::Values,
+    >: diesel::query_dsl::methods::ExecuteDsl<C>,
+    diesel::query_builder::InsertStatement<
+        schema::users::table,
+        <Vec<models::User> as diesel::Insertable<schema::users::table>>::Values,
+    >: diesel::query_dsl::methods::ExecuteDsl<C>,
+{
+    let kms = kms_fields::Kms::new();
+    let mut ids = Vec::with_capacity(n);
+    let mut start = 0;
+    while start < n {
+        let end = (start + 1000).min(n);
+        let mut batch: Vec<models::User> = (start..end)
+            .map(|i| {
+                let mut u = models::User::default();
+                u.set_email_blocking(&kms, Some(&format!("user{i}@example.org")))
+                    .expect("set");
+                u.set_phone_blocking(&kms, Some(&format!("+1 555 {i:04}")))
+                    .expect("set");
+                u
+            })
+            .collect();
+        kms_fields_diesel::insert_many(conn, &kms, schema::users::table, &mut batch, 128)
+            .expect("insert_many");
+        ids.extend(batch.iter().map(|u| u.id.expect("id")));
+        start = end;
+    }
+    ids
+}
+
+/// The Vault transit stand-in (tests/standins/vault_transit.py) started by scripts/test.sh.
+pub fn vault_url() -> String {
+    std::env::var("KMS_FIELDS_VAULT_URL")
+        .unwrap_or_else(|_| panic!("KMS_FIELDS_VAULT_URL is not set: run scripts/test.sh (it starts the Vault transit stand-in)"))
+}
+
+/// A Vault provider (token `token`) on a fresh transit mount holding a derived key `users`.
+pub fn vault_provider(token: &str) -> kms_fields::provider::vault::VaultProvider {
+    let mount = db::unique("transit");
+    let root = kms_fields::provider::vault::VaultProvider::connect(&vault_url(), "root", None)
+        .expect("vault");
+    kms_fields::blocking::block_on(async {
+        vaultrs::sys::mount::enable(root.client(), &mount, "transit", None)
+            .await
+            .expect("mount");
+        let mut opts = vaultrs::api::transit::requests::CreateKeyRequest::builder();
+        opts.derived(true)
+            .key_type(vaultrs::api::transit::KeyType::Aes256Gcm96);
+        vaultrs::transit::key::create(root.client(), &mount, "users", Some(&mut opts))
+            .await
+            .expect("key");
+    })
+    .expect("runtime");
+    kms_fields::provider::vault::VaultProvider::connect(&vault_url(), token, None)
+        .expect("vault")
+        .mount(mount)
+}
+
+/// The stand-in's request log (method, path, namespace, body).
+pub fn vault_requests() -> Vec<serde_json::Value> {
+    let out = std::process::Command::new("curl")
+        .args(["-s", &format!("{}/_standin/requests", vault_url())])
+        .output()
+        .expect("curl");
+    serde_json::from_slice(&out.stdout).expect("request log")
+}
+
+/// POST JSON to the stand-in (test hooks, sys/audit), returning the body.
+pub fn vault_post(path: &str, body: &str) -> serde_json::Value {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "POST",
+            "-H",
+            "X-Vault-Token: root",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            &format!("{}/{path}", vault_url()),
+        ])
+        .output()
+        .expect("curl");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// The drongo Cloud KMS emulator started by scripts/test.sh.
+pub fn drongo_url() -> String {
+    std::env::var("KMS_FIELDS_DRONGO_URL").unwrap_or_else(|_| {
+        panic!("KMS_FIELDS_DRONGO_URL is not set: run scripts/test.sh (it starts drongo)")
+    })
+}
+
+/// A fresh crypto key on drongo; returns its name `projects/…/cryptoKeys/…`.
+pub fn drongo_key() -> String {
+    let ring = db::unique("ring");
+    let base = format!(
+        "{}/v1/projects/kmsf/locations/global/keyRings",
+        drongo_url()
+    );
+    let post = |url: String, body: &str| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+                &url,
+            ])
+            .output()
+            .expect("curl");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    post(format!("{base}?keyRingId={ring}"), "{}");
+    let r = post(
+        format!("{base}/{ring}/cryptoKeys?cryptoKeyId=users"),
+        r#"{"purpose":"ENCRYPT_DECRYPT"}"#,
+    );
+    assert!(r.contains("cryptoKeys/users"), "{r}");
+    format!("projects/kmsf/locations/global/keyRings/{ring}/cryptoKeys/users")
+}
+
+/// A `Kms` whose Google Cloud KMS provider is drongo.
+pub fn drongo_kms() -> kms_fields::Kms {
+    let gcp = kms_fields::blocking::run(kms_fields::provider::gcp::GcpProvider::anonymous(
+        &drongo_url(),
+    ))
+    .expect("gcp client");
+    kms_fields::Kms::builder().gcp(gcp).build()
+}

@@ -1,0 +1,232 @@
+//! kms_encrypted's behavioural suite (create, read, rotate, versions, bad context) run once per
+//! provider — test key, local key, AWS on moto, Vault on the transit stand-in, Google Cloud KMS
+//! on drongo — from one macro, on a real Postgres.
+
+use diesel::prelude::*;
+use kms_fields::{EncryptionContext, ErrorKind, Kms, KmsEncrypted};
+use kms_fields_diesel::{KmsKey, insert, rotate_kms_key};
+use kms_fields_tests::db::PgDb;
+use kms_fields_tests::schema::users;
+
+const MOTO_FIXTURE_KEY: &str =
+    "arn:aws:kms:us-east-1:123456789012:key/bdd640fb-0667-4ad1-9c80-317fa3b1799d";
+const DRONGO_KEY: &str = "projects/kmsf/locations/global/keyRings/suite/cryptoKeys/users";
+
+fn test_kms() -> Kms {
+    Kms::new()
+}
+
+fn local_kms() -> Kms {
+    Kms::builder()
+        .local(
+            kms_fields::provider::LocalKey::new()
+                .with_key("suite", &[0x5c; 32])
+                .unwrap(),
+        )
+        .build()
+}
+
+fn aws_kms() -> Kms {
+    kms_fields_tests::moto_kms()
+}
+
+fn vault_kms() -> Kms {
+    // one transit mount per test process, shared by the writer and the readers of a test
+    static PROVIDER: std::sync::OnceLock<kms_fields::provider::vault::VaultProvider> =
+        std::sync::OnceLock::new();
+    Kms::builder()
+        .vault(
+            PROVIDER
+                .get_or_init(|| kms_fields_tests::vault_provider("root"))
+                .clone(),
+        )
+        .build()
+}
+
+fn gcp_kms() -> Kms {
+    // the suite's key ring and key, created once (drongo answers 409 afterwards)
+    let base = format!(
+        "{}/v1/projects/kmsf/locations/global/keyRings",
+        kms_fields_tests::drongo_url()
+    );
+    for (url, body) in [
+        (format!("{base}?keyRingId=suite"), "{}"),
+        (
+            format!("{base}/suite/cryptoKeys?cryptoKeyId=users"),
+            r#"{"purpose":"ENCRYPT_DECRYPT"}"#,
+        ),
+    ] {
+        std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+                &url,
+            ])
+            .output()
+            .unwrap();
+    }
+    kms_fields_tests::drongo_kms()
+}
+
+macro_rules! provider_suite {
+    ($provider:ident, $key:tt, $kms:expr) => {
+        mod $provider {
+            use super::*;
+
+            #[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, KmsEncrypted)]
+            #[diesel(table_name = users)]
+            #[kms(model_name = "User", key(key_id = $key), key(name = "phone", key_id = $key))]
+            pub struct User {
+                #[diesel(deserialize_as = i32)]
+                pub id: Option<i32>,
+                pub name: Option<String>,
+                #[kms(encrypted)]
+                pub email_enc: Option<String>,
+                #[kms(encrypted, key = "phone")]
+                pub phone_enc: Option<String>,
+                pub encrypted_kms_key: KmsKey,
+                pub encrypted_kms_key_phone: KmsKey,
+            }
+
+            #[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, KmsEncrypted)]
+            #[diesel(table_name = users)]
+            #[kms(model_name = "User", key(key_id = $key, version = 2, previous(1 = $key)), key(name = "phone", key_id = $key, version = 2, previous(1 = $key)))]
+            pub struct UserV2 {
+                #[diesel(deserialize_as = i32)]
+                pub id: Option<i32>,
+                pub name: Option<String>,
+                #[kms(encrypted)]
+                pub email_enc: Option<String>,
+                #[kms(encrypted, key = "phone")]
+                pub phone_enc: Option<String>,
+                pub encrypted_kms_key: KmsKey,
+                pub encrypted_kms_key_phone: KmsKey,
+            }
+
+            #[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, KmsEncrypted)]
+            #[diesel(table_name = users)]
+            #[kms(model_name = "Account", key(key_id = $key, context = Account::context), key(name = "phone", key_id = $key, context = Account::context))]
+            pub struct Account {
+                #[diesel(deserialize_as = i32)]
+                pub id: Option<i32>,
+                pub name: Option<String>,
+                #[kms(encrypted)]
+                pub email_enc: Option<String>,
+                #[kms(encrypted, key = "phone")]
+                pub phone_enc: Option<String>,
+                pub encrypted_kms_key: KmsKey,
+                pub encrypted_kms_key_phone: KmsKey,
+            }
+
+            impl Account {
+                fn context(&self, _version: u32) -> kms_fields::Result<EncryptionContext> {
+                    Ok(EncryptionContext::new().with("Name", self.name.clone().unwrap_or_default()))
+                }
+            }
+
+            fn create(conn: &mut diesel::PgConnection, kms: &Kms) -> User {
+                let mut u = User { name: Some("Test".into()), ..Default::default() };
+                u.set_email_blocking(kms, Some("test@example.org")).unwrap();
+                u.set_phone_blocking(kms, Some("555-555-5555")).unwrap();
+                insert(conn, kms, users::table, &mut u).unwrap();
+                u
+            }
+
+            fn load(conn: &mut diesel::PgConnection, id: i32) -> User {
+                users::table.find(id).select(User::as_select()).first(conn).unwrap()
+            }
+
+            #[test]
+            fn create_and_read() {
+                let (_db, mut conn) = PgDb::new();
+                let kms = $kms;
+                let u = create(&mut conn, &kms);
+                assert_eq!(kms.stats().encrypts(), 2);
+                assert!(u.encrypted_kms_key.stored().unwrap().starts_with("v1:"));
+                let reader = $kms;
+                let loaded = load(&mut conn, u.id.unwrap());
+                assert_eq!(loaded.email_blocking(&reader).unwrap().as_deref(), Some("test@example.org"));
+                assert_eq!(loaded.phone_blocking(&reader).unwrap().as_deref(), Some("555-555-5555"));
+                assert_eq!(reader.stats().decrypts(), 2);
+            }
+
+            #[test]
+            fn rotate() {
+                let (_db, mut conn) = PgDb::new();
+                let kms = $kms;
+                let id = create(&mut conn, &kms).id.unwrap();
+                let mut u = load(&mut conn, id);
+                let before = u.clone();
+                rotate_kms_key(&mut conn, &kms, &mut u, 0).unwrap();
+                assert_ne!(u.email_enc, before.email_enc);
+                assert_ne!(u.encrypted_kms_key.stored(), before.encrypted_kms_key.stored());
+                rotate_kms_key(&mut conn, &kms, &mut u, 1).unwrap();
+                assert_ne!(u.phone_enc, before.phone_enc);
+                let again = load(&mut conn, id);
+                assert_eq!(again.email_blocking(&$kms).unwrap().as_deref(), Some("test@example.org"));
+                assert_eq!(again.phone_blocking(&$kms).unwrap().as_deref(), Some("555-555-5555"));
+            }
+
+            #[test]
+            fn versions() {
+                let (_db, mut conn) = PgDb::new();
+                let kms = $kms;
+                let id = create(&mut conn, &kms).id.unwrap();
+                let mut v2: UserV2 = users::table.find(id).select(UserV2::as_select()).first(&mut conn).unwrap();
+                assert_eq!(v2.email_blocking(&kms).unwrap().as_deref(), Some("test@example.org"));
+                rotate_kms_key(&mut conn, &kms, &mut v2, 0).unwrap();
+                assert!(v2.encrypted_kms_key.stored().unwrap().starts_with("v2:"));
+                let again: UserV2 = users::table.find(id).select(UserV2::as_select()).first(&mut conn).unwrap();
+                assert_eq!(again.email_blocking(&$kms).unwrap().as_deref(), Some("test@example.org"));
+                let v3 = format!("v3:{}", &again.encrypted_kms_key.stored().unwrap()[3..]);
+                diesel::update(users::table.find(id)).set(users::encrypted_kms_key.eq(&v3)).execute(&mut conn).unwrap();
+                let row: UserV2 = users::table.find(id).select(UserV2::as_select()).first(&mut conn).unwrap();
+                assert_eq!(row.email_blocking(&$kms).unwrap_err().to_string(), "Version not active: 3");
+            }
+
+            #[test]
+            fn bad_context() {
+                let (_db, mut conn) = PgDb::new();
+                let kms = $kms;
+                let mut a = Account { name: Some("Alice".into()), ..Default::default() };
+                a.set_email_blocking(&kms, Some("alice@example.org")).unwrap();
+                insert(&mut conn, &kms, users::table, &mut a).unwrap();
+                let mut row: Account = users::table.find(a.id.unwrap()).select(Account::as_select()).first(&mut conn).unwrap();
+                row.name = Some("Mallory".into());
+                assert_eq!(row.email_blocking(&$kms).unwrap_err().kind(), ErrorKind::DecryptionFailed);
+                // and moving a row's key to another row fails too
+                let b = create(&mut conn, &kms);
+                let c = create(&mut conn, &kms);
+                diesel::update(users::table.find(c.id.unwrap()))
+                    .set((users::email_enc.eq(&b.email_enc), users::encrypted_kms_key.eq(b.encrypted_kms_key.stored())))
+                    .execute(&mut conn)
+                    .unwrap();
+                assert_eq!(load(&mut conn, c.id.unwrap()).email_blocking(&$kms).unwrap_err().kind(), ErrorKind::DecryptionFailed);
+            }
+        }
+    };
+}
+
+provider_suite!(test_key, "insecure-test-key", test_kms());
+provider_suite!(local_key, "local/suite", local_kms());
+provider_suite!(
+    aws_moto,
+    "arn:aws:kms:us-east-1:123456789012:key/bdd640fb-0667-4ad1-9c80-317fa3b1799d",
+    aws_kms()
+);
+provider_suite!(vault_standin, "vault/users", vault_kms());
+provider_suite!(
+    gcp_drongo,
+    "projects/kmsf/locations/global/keyRings/suite/cryptoKeys/users",
+    gcp_kms()
+);
+
+#[test]
+fn the_constants_name_the_keys_used() {
+    assert!(MOTO_FIXTURE_KEY.ends_with("317fa3b1799d") && DRONGO_KEY.ends_with("/users"));
+}

@@ -1,0 +1,431 @@
+//! kms_encrypted's behavioural suite through SeaORM 2 on Postgres, SQLite and MariaDB (the
+//! same ports as the Diesel suite, async), plus the bulk seal step for `insert_many` and the
+//! hook-driven saves.
+
+use kms_fields::{ErrorKind, Kms, SaveFlow, bulk};
+use kms_fields_seaorm::{insert, insert_many, planned_flow, rotate_kms_key, update_encrypted};
+use kms_fields_tests::db::{MysqlDb, PgDb, SqliteDb, TestDb, pg_url};
+use kms_fields_tests::sea::{account, connect, hooked, user, user_v2};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
+    PaginatorTrait, TransactionTrait,
+};
+
+/// A database of each kind: (guard, SeaORM connection).
+async fn pg() -> (PgDb, DatabaseConnection) {
+    let (db, _conn) = PgDb::new();
+    let sea = connect(&pg_url(), Some(&db.schema)).await;
+    (db, sea)
+}
+
+async fn sqlite() -> (SqliteDb, DatabaseConnection) {
+    let (db, _conn) = SqliteDb::new();
+    let sea = connect(&format!("sqlite://{}?mode=rwc", db.path()), None).await;
+    (db, sea)
+}
+
+async fn mysql() -> (MysqlDb, DatabaseConnection) {
+    let (db, _conn) = MysqlDb::new();
+    let sea = connect(&db.url(), None).await;
+    (db, sea)
+}
+
+async fn create(db: &DatabaseConnection, kms: &Kms) -> user::Model {
+    let mut u = user::Model {
+        name: Some("Test".into()),
+        ..Default::default()
+    };
+    u.set_email(kms, Some("test@example.org")).await.unwrap();
+    u.set_phone(kms, Some("555-555-5555")).await.unwrap();
+    insert(db, kms, &mut u).await.unwrap();
+    u
+}
+
+macro_rules! seaorm_suite {
+    ($backend:ident, $connect:ident, $flow:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn create_and_read_with_counts() {
+                let (_g, db) = $connect().await;
+                let kms = Kms::new();
+                let mut u = user::Model::default();
+                u.set_email(&kms, Some("test@example.org")).await.unwrap();
+                assert_eq!(kms.stats().encrypts(), 0, "assigning makes no KMS call");
+                assert_eq!(planned_flow(&db, &u).unwrap(), $flow);
+                assert_eq!(insert(&db, &kms, &mut u).await.unwrap(), $flow);
+                assert_eq!((kms.stats().encrypts(), kms.stats().decrypts()), (1, 0));
+                assert!(u.id > 0);
+                let reader = Kms::new();
+                let loaded = user::Entity::find_by_id(u.id)
+                    .one(&db)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    loaded.email(&reader).await.unwrap().as_deref(),
+                    Some("test@example.org")
+                );
+                assert_eq!(loaded.phone(&reader).await.unwrap(), None);
+                assert_eq!(reader.stats().decrypts(), 1);
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn update_does_not_decrypt_and_fresh_load_needs_fresh_decrypt() {
+                let (_g, db) = $connect().await;
+                let id = create(&db, &Kms::new()).await.id;
+                let kms = Kms::new();
+                let mut u = user::Entity::find_by_id(id)
+                    .one(&db)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                u.encrypted_kms_key.clear();
+                u.email_enc = None;
+                u.set_email(&kms, Some("new@example.org")).await.unwrap();
+                update_encrypted(&db, &kms, &mut u).await.unwrap();
+                assert_eq!((kms.stats().encrypts(), kms.stats().decrypts()), (1, 0));
+                let reader = Kms::new();
+                for _ in 0..2 {
+                    let fresh = user::Entity::find_by_id(id)
+                        .one(&db)
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    fresh.phone(&reader).await.unwrap();
+                }
+                assert_eq!(reader.stats().decrypts(), 2);
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn rotate_both_keys_and_versions() {
+                let (_g, db) = $connect().await;
+                let id = create(&db, &Kms::new()).await.id;
+                let kms = Kms::new();
+                let mut u = user::Entity::find_by_id(id)
+                    .one(&db)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let before = u.clone();
+                rotate_kms_key(&db, &kms, &mut u, 0).await.unwrap();
+                rotate_kms_key(&db, &kms, &mut u, 1).await.unwrap();
+                assert_ne!(u.email_enc, before.email_enc);
+                assert_ne!(u.phone_enc, before.phone_enc);
+                let again = user::Entity::find_by_id(id)
+                    .one(&db)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    again.email(&Kms::new()).await.unwrap().as_deref(),
+                    Some("test@example.org")
+                );
+                // v1 through previous_versions, rotate to v2, v3 refused with the gem's message
+                let mut v2 = user_v2::Entity::find_by_id(id)
+                    .one(&db)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    v2.phone(&kms).await.unwrap().as_deref(),
+                    Some("555-555-5555")
+                );
+                rotate_kms_key(&db, &kms, &mut v2, 1).await.unwrap();
+                assert!(
+                    v2.encrypted_kms_key_phone
+                        .stored()
+                        .unwrap()
+                        .starts_with("v2:")
+                );
+                let mut am = v2.clone().into_active_model();
+                am.encrypted_kms_key_phone =
+                    sea_orm::Set(kms_fields_seaorm::KmsKey::from_stored(Some(format!(
+                        "v3:{}",
+                        &v2.encrypted_kms_key_phone.stored().unwrap()[3..]
+                    ))));
+                am.update(&db).await.unwrap();
+                let v3 = user_v2::Entity::find_by_id(id)
+                    .one(&db)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    v3.phone(&Kms::new()).await.unwrap_err().to_string(),
+                    "Version not active: 3"
+                );
+                // a stale copy loses against the rotation that happened meanwhile
+                let mut stale = before;
+                assert_eq!(
+                    rotate_kms_key(&db, &kms, &mut stale, 0)
+                        .await
+                        .unwrap_err()
+                        .kind(),
+                    ErrorKind::Conflict
+                );
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn bad_context_and_row_swap() {
+                let (_g, db) = $connect().await;
+                let kms = Kms::new();
+                let mut a = account::Model {
+                    name: Some("Alice".into()),
+                    ..Default::default()
+                };
+                a.set_email(&kms, Some("alice@example.org")).await.unwrap();
+                assert_eq!(insert(&db, &kms, &mut a).await.unwrap(), SaveFlow::Eager);
+                let mut row = account::Entity::find_by_id(a.id)
+                    .one(&db)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    row.email(&Kms::new()).await.unwrap().as_deref(),
+                    Some("alice@example.org")
+                );
+                let mut fresh = account::Entity::find_by_id(a.id)
+                    .one(&db)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                fresh.name = Some("Mallory".into());
+                assert_eq!(
+                    fresh.email(&Kms::new()).await.unwrap_err().kind(),
+                    ErrorKind::DecryptionFailed
+                );
+                row.name = Some("x".into());
+                let b = create(&db, &kms).await;
+                let c = create(&db, &kms).await;
+                let mut am = c.clone().into_active_model();
+                am.email_enc = sea_orm::Set(b.email_enc.clone());
+                am.encrypted_kms_key = sea_orm::Set(kms_fields_seaorm::KmsKey::from_stored(
+                    b.encrypted_kms_key.stored().map(str::to_owned),
+                ));
+                am.update(&db).await.unwrap();
+                let swapped = user::Entity::find_by_id(c.id)
+                    .one(&db)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    swapped.email(&Kms::new()).await.unwrap_err().kind(),
+                    ErrorKind::DecryptionFailed
+                );
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn insert_many_through_the_bulk_seal_step() {
+                let (_g, db) = $connect().await;
+                let kms = Kms::new();
+                let mut batch: Vec<user::Model> = Vec::new();
+                for i in 0..30 {
+                    let mut u = user::Model::default();
+                    u.set_email(&kms, Some(&format!("b{i}@example.org")))
+                        .await
+                        .unwrap();
+                    u.set_phone(&kms, Some(&format!("{i}"))).await.unwrap();
+                    batch.push(u);
+                }
+                assert_eq!(insert_many(&db, &kms, &mut batch, 8).await.unwrap(), $flow);
+                assert_eq!(kms.stats().encrypts(), 60);
+                assert_eq!(user::Entity::find().count(&db).await.unwrap(), 30);
+                let rows = user::Entity::find().all(&db).await.unwrap();
+                let reader = Kms::new();
+                assert!(
+                    bulk::unlock_many(&reader, &rows, 8)
+                        .await
+                        .iter()
+                        .all(|r| r.is_ok())
+                );
+                let mut got: Vec<String> = Vec::new();
+                for r in &rows {
+                    got.push(r.email(&reader).await.unwrap().unwrap());
+                }
+                got.sort();
+                let mut want: Vec<String> = (0..30).map(|i| format!("b{i}@example.org")).collect();
+                want.sort();
+                assert_eq!(got, want);
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn hook_driven_save_commits_and_a_rolled_back_transaction_leaves_nothing() {
+                let (_g, db) = $connect().await;
+                let kms = kms_fields_tests::sea::kms();
+                let mut m = hooked::Model::default();
+                m.set_email(kms, Some("hook@example.org")).await.unwrap();
+                m.set_phone(kms, Some("1")).await.unwrap();
+                // the hooks leave the unassigned id (0) to the database
+                let saved = m.into_active_model().insert(&db).await.unwrap();
+                assert!(
+                    saved.encrypted_kms_key.stored().unwrap().starts_with("v1:"),
+                    "{saved:?}"
+                );
+                let loaded = hooked::Entity::find_by_id(saved.id)
+                    .one(&db)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    loaded.email(&Kms::new()).await.unwrap().as_deref(),
+                    Some("hook@example.org")
+                );
+                assert_eq!(
+                    loaded.phone(&Kms::new()).await.unwrap().as_deref(),
+                    Some("1")
+                );
+
+                let before = hooked::Entity::find().count(&db).await.unwrap();
+                let txn = db.begin().await.unwrap();
+                let mut m = hooked::Model::default();
+                m.set_email(kms, Some("gone@example.org")).await.unwrap();
+                let mut am = m.into_active_model();
+                am.id = sea_orm::NotSet;
+                let inside = am.insert(&txn).await.unwrap();
+                assert!(
+                    inside.encrypted_kms_key.stored().is_some(),
+                    "the key was written inside the transaction"
+                );
+                txn.rollback().await.unwrap();
+                assert_eq!(
+                    hooked::Entity::find().count(&db).await.unwrap(),
+                    before,
+                    "no half-written row"
+                );
+            }
+        }
+    };
+}
+
+seaorm_suite!(postgres, pg, SaveFlow::Prefetch);
+seaorm_suite!(sqlite_db, sqlite, SaveFlow::AfterInsert);
+seaorm_suite!(mysql_db, mysql, SaveFlow::AfterInsert);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_prefetch_is_one_insert() {
+    let (_g, db) = pg().await;
+    db.execute_unprepared(
+        "CREATE TABLE update_log (n int);
+         CREATE FUNCTION log_update() RETURNS trigger AS $$ BEGIN INSERT INTO update_log VALUES (1); RETURN NEW; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER users_updates AFTER UPDATE ON users FOR EACH ROW EXECUTE FUNCTION log_update();",
+    )
+    .await
+    .unwrap();
+    let kms = Kms::new();
+    let u = create(&db, &kms).await;
+    assert!(u.id > 0);
+    let n = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) AS n FROM update_log",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        n.try_get::<i64>("", "n").unwrap(),
+        0,
+        "one INSERT, no UPDATE"
+    );
+    // hooks on Postgres also prefetch: still no UPDATE
+    let mut m = hooked::Model::default();
+    m.set_email(kms_fields_tests::sea::kms(), Some("h@example.org"))
+        .await
+        .unwrap();
+    let mut am = m.into_active_model();
+    am.id = sea_orm::NotSet;
+    am.insert(&db).await.unwrap();
+    let n = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) AS n FROM update_log",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.try_get::<i64>("", "n").unwrap(), 0);
+}
+
+/// The sea-orm-migration migrator builds the schema, and the helpers add a model's columns.
+#[tokio::test(flavor = "multi_thread")]
+async fn seaorm_migrations_and_column_helpers() {
+    use sea_orm_migration::MigratorTrait;
+    let dir = tempfile::tempdir().unwrap();
+    let db = connect(
+        &format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("m.sqlite3").display()
+        ),
+        None,
+    )
+    .await;
+    kms_fields_migrations::sea::Migrator::up(&db, None)
+        .await
+        .unwrap();
+    let kms = Kms::new();
+    let u = create(&db, &kms).await;
+    assert!(u.id > 0);
+    // a table without kms columns gets them from the model's metadata
+    db.execute_unprepared("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT)")
+        .await
+        .unwrap();
+    kms_fields_seaorm::migration::add_columns(
+        &db,
+        "people",
+        &[
+            kms_fields_seaorm::migration::Column::key("encrypted_kms_key"),
+            kms_fields_seaorm::migration::Column::ciphertext("email_enc"),
+            kms_fields_seaorm::migration::Column::blind_index("email_bidx", true),
+        ],
+    )
+    .await
+    .unwrap();
+    db.execute_unprepared("INSERT INTO people (name, email_bidx) VALUES ('a', 'x')")
+        .await
+        .unwrap();
+    assert!(
+        db.execute_unprepared("INSERT INTO people (name, email_bidx) VALUES ('b', 'x')")
+            .await
+            .is_err(),
+        "unique blind index"
+    );
+    kms_fields_migrations::sea::Migrator::down(&db, None)
+        .await
+        .unwrap();
+}
+
+/// The helpers on a model that also has the hooks wrap each key once.
+#[tokio::test(flavor = "multi_thread")]
+async fn helpers_and_hooks_together_wrap_each_key_once() {
+    let (_g, db) = sqlite().await;
+    let kms = kms_fields_tests::sea::kms();
+    let before = kms.stats().encrypts();
+    let mut batch = Vec::new();
+    for i in 0..3 {
+        let mut u = hooked::Model::default();
+        u.set_email(kms, Some(&format!("h{i}@example.org")))
+            .await
+            .unwrap();
+        batch.push(u);
+    }
+    insert_many(&db, kms, &mut batch, 4).await.unwrap();
+    assert_eq!(
+        kms.stats().encrypts() - before,
+        3,
+        "one Encrypt per record key"
+    );
+    let mut one = hooked::Model::default();
+    one.set_email(kms, Some("one@example.org")).await.unwrap();
+    insert(&db, kms, &mut one).await.unwrap();
+    assert_eq!(kms.stats().encrypts() - before, 4);
+    let loaded = hooked::Entity::find_by_id(one.id)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        loaded.email(&Kms::new()).await.unwrap().as_deref(),
+        Some("one@example.org")
+    );
+}
