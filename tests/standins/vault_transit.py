@@ -24,7 +24,7 @@ Ciphertext: "vault:v<N>:" + base64(nonce(12) || ciphertext || tag). Tokens (X-Va
 "root" may do everything, "encrypt-only" may only encrypt; anything else is denied.
 
 Test hooks (not Vault API): GET /_standin/requests (the request log), POST /_standin/fail
-{"status": 503, "count": 1} (fail the next requests), POST /_standin/reset.
+{"status": 503, "count": 1, "namespace": "ns"} (fail the next requests [of that X-Vault-Namespace]), POST /_standin/reset.
 """
 import argparse
 import base64
@@ -161,7 +161,8 @@ def log_and_fault():
             }
         )
         fail = STATE["fail"]
-        if fail and not request.path.startswith("/_standin") and fail["count"] > 0:
+        scoped = fail and fail.get("namespace") not in (None, request.headers.get("X-Vault-Namespace"))
+        if fail and not scoped and not request.path.startswith("/_standin") and fail["count"] > 0:
             fail["count"] -= 1
             return errors(fail["status"], "injected failure")
     return None
@@ -177,7 +178,12 @@ def requests_log():
 def inject():
     with LOCK:
         body = request.get_json(force=True, silent=True) or {}
-        STATE["fail"] = {"status": int(body.get("status", 503)), "count": int(body.get("count", 1))}
+        STATE["fail"] = {
+            "status": int(body.get("status", 503)),
+            "count": int(body.get("count", 1)),
+            # only requests of this namespace fail, so tests running in parallel don't see it
+            "namespace": body.get("namespace"),
+        }
     return Response(status=204)
 
 

@@ -244,7 +244,11 @@ fn namespace_header_and_retryable_server_errors() {
             .iter()
             .any(|r| r["namespace"].as_str() == Some(ns.as_str()))
     );
-    vault_post("_standin/fail", r#"{"status": 503, "count": 1}"#);
+    // scoped to this test's namespace: other tests share the stand-in
+    vault_post(
+        "_standin/fail",
+        &serde_json::json!({"status": 503, "count": 1, "namespace": ns}).to_string(),
+    );
     let e = blocking::run(kms.encrypt(&spec, None, b"k", &|_| Ok(Some(ctx(1))))).unwrap_err();
     assert_eq!(
         (e.kind(), e.is_retryable()),
