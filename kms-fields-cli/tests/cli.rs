@@ -1,9 +1,9 @@
-//! The `kms-fields` binary end to end, on a SQLite file and on Postgres.
+//! The `kms-fields` binary end to end, on a SQLite file, Postgres and MariaDB/MySQL.
 
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use kms_fields_tests::db::{PgDb, SqliteDb, TestDb};
+use kms_fields_tests::db::{MysqlDb, PgDb, SqliteDb, TestDb};
 use kms_fields_tests::seed_users;
 
 fn cli() -> Command {
@@ -52,88 +52,75 @@ fn status_of(url: &str) -> String {
     text(&o)
 }
 
-#[test]
-fn status_and_rewrap_on_a_sqlite_file() {
-    let (db, mut conn) = SqliteDb::new();
-    seed_users(&mut conn, 300);
-    let url = db.url();
-    let s = status_of(&url);
-    assert!(
-        s.contains("users.encrypted_kms_key: 300 rows") && s.contains("v1") && s.contains("300"),
-        "{s}"
-    );
-    let o = cli().args(rewrap_args(&url)).output().unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        text(&o).contains("re-wrapped 300 rows to v2"),
-        "{}",
-        text(&o)
-    );
-    let s = status_of(&url);
-    assert!(s.contains("v2") && !s.contains("v1 "), "{s}");
-    // rerun: nothing to do
-    let o = cli().args(rewrap_args(&url)).output().unwrap();
-    assert!(text(&o).contains("re-wrapped 0 rows"), "{}", text(&o));
+/// `status`, `rewrap`, `status` again and a rerun that has nothing to do.
+macro_rules! status_and_rewrap {
+    ($name:ident, $db:ty) => {
+        #[test]
+        fn $name() {
+            let (db, mut conn) = <$db>::new();
+            seed_users(&mut conn, 300);
+            let url = db.url();
+            let s = status_of(&url);
+            assert!(
+                s.contains("users.encrypted_kms_key: 300 rows") && s.contains("v1                       300"),
+                "{s}"
+            );
+            let o = cli()
+                .args(rewrap_args(&url))
+                .args(["--batch", "70", "--concurrency", "8"])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", text(&o));
+            assert!(text(&o).contains("re-wrapped 300 rows to v2"), "{}", text(&o));
+            let s = status_of(&url);
+            assert!(s.contains("v2                       300") && !s.contains("v1 "), "{s}");
+            let o = cli().args(rewrap_args(&url)).output().unwrap();
+            assert!(text(&o).contains("re-wrapped 0 rows"), "{}", text(&o));
+        }
+    };
 }
 
-#[test]
-fn status_and_rewrap_on_postgres() {
-    let (db, mut conn) = PgDb::new();
-    seed_users(&mut conn, 500);
-    let url = db.url();
-    let o = cli()
-        .args(rewrap_args(&url))
-        .args(["--batch", "100", "--concurrency", "8"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        status_of(&url).contains("v2                       500"),
-        "{}",
-        status_of(&url)
-    );
+status_and_rewrap!(status_and_rewrap_on_a_sqlite_file, SqliteDb);
+status_and_rewrap!(status_and_rewrap_on_postgres, PgDb);
+status_and_rewrap!(status_and_rewrap_on_mysql, MysqlDb);
+
+/// Kill the process mid-run (slowed by the rate limit), run it again: every row at v2, readable.
+macro_rules! interrupted_rewrap {
+    ($name:ident, $db:ty) => {
+        #[test]
+        fn $name() {
+            let (db, mut conn) = <$db>::new();
+            seed_users(&mut conn, 2000);
+            let url = db.url();
+            let mut child = cli()
+                .args(rewrap_args(&url))
+                .args(["--batch", "50", "--rate", "1000"])
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(900));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            let mid = status_of(&url);
+            assert!(mid.contains("v1") && mid.contains("v2"), "killed mid-way: {mid}");
+            let o = cli().args(rewrap_args(&url)).output().unwrap();
+            assert!(o.status.success(), "{}", text(&o));
+            let s = status_of(&url);
+            assert!(s.contains("v2                       2000"), "{s}");
+            use diesel::prelude::*;
+            use kms_fields_tests::models::UserV2;
+            use kms_fields_tests::schema::users;
+            let mut conn = db.connect();
+            let rows: Vec<UserV2> = users::table.select(UserV2::as_select()).load(&mut conn).unwrap();
+            let kms = kms_fields::Kms::new();
+            let unlocked =
+                kms_fields::blocking::block_on(kms_fields::bulk::unlock_many(&kms, &rows, 64)).unwrap();
+            assert!(unlocked.iter().all(|r| r.is_ok()));
+        }
+    };
 }
 
-#[test]
-fn an_interrupted_rewrap_finishes_when_run_again() {
-    let (db, mut conn) = SqliteDb::new();
-    seed_users(&mut conn, 2000);
-    let url = db.url();
-    // slow it down (rate limit), kill it mid-way
-    let mut child = cli()
-        .args(rewrap_args(&url))
-        .args(["--batch", "50", "--rate", "1000"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let mid = status_of(&url);
-    assert!(
-        mid.contains("v1") && mid.contains("v2"),
-        "killed mid-way: {mid}"
-    );
-    let o = cli().args(rewrap_args(&url)).output().unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    let s = status_of(&url);
-    assert!(s.contains("v2                       2000"), "{s}");
-    // every row is readable at the new version
-    use diesel::prelude::*;
-    use kms_fields_tests::models::UserV2;
-    use kms_fields_tests::schema::users;
-    let mut conn = db.connect();
-    let rows: Vec<UserV2> = users::table
-        .select(UserV2::as_select())
-        .load(&mut conn)
-        .unwrap();
-    let kms = kms_fields::Kms::new();
-    assert!(
-        kms_fields::blocking::block_on(kms_fields::bulk::unlock_many(&kms, &rows, 64))
-            .unwrap()
-            .iter()
-            .all(|r| r.is_ok())
-    );
-}
+interrupted_rewrap!(an_interrupted_rewrap_finishes_when_run_again, SqliteDb);
+interrupted_rewrap!(an_interrupted_rewrap_on_postgres_finishes_when_run_again, PgDb);
 
 #[test]
 fn two_rewrap_processes_at_once_on_postgres() {
@@ -170,84 +157,79 @@ fn two_rewrap_processes_at_once_on_postgres() {
     assert!(status_of(&url).contains("v2                       3000"));
 }
 
+/// A missing table or column (exit 2), and a row the KMS refuses: the row and the key id are
+/// named, the other rows are done, exit 1.
+macro_rules! clear_errors {
+    ($name:ident, $db:ty) => {
+        #[test]
+        fn $name() {
+            let (db, mut conn) = <$db>::new();
+            let ids = seed_users(&mut conn, 20);
+            let url = db.url();
+            let o = run(&["status", "--database-url", &url, "--table", "nope"]);
+            assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+            assert!(
+                text(&o).contains("table nope with column(s) encrypted_kms_key not found"),
+                "{}",
+                text(&o)
+            );
+            let o = run(&[
+                "status", "--database-url", &url, "--table", "users", "--key-column", "missing_col",
+            ]);
+            assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+            assert!(text(&o).contains("missing_col"), "{}", text(&o));
+            let mut args = rewrap_args(&url);
+            args[4] = "nope".into();
+            let o = cli().args(&args).output().unwrap();
+            assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+            assert!(text(&o).contains("table nope"), "{}", text(&o));
+            use diesel::prelude::*;
+            use kms_fields_tests::schema::users;
+            let other = run(&[
+                "box", "encrypt", "--key-id", "insecure-test-key", "--context", "model_name=User",
+                "--context", "model_id=999", "x",
+            ]);
+            let wrong_ctx = String::from_utf8(other.stdout).unwrap();
+            diesel::update(users::table.find(ids[3]))
+                .set(users::encrypted_kms_key.eq(wrong_ctx.trim()))
+                .execute(&mut conn)
+                .unwrap();
+            let o = cli().args(rewrap_args(&url)).output().unwrap();
+            assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+            let t = text(&o);
+            assert!(
+                t.contains(&format!("row {}", ids[3]))
+                    && t.contains("key insecure-test-key")
+                    && t.contains("Decryption failed"),
+                "{t}"
+            );
+            assert!(t.contains("re-wrapped 19 rows"), "{t}");
+        }
+    };
+}
+
+clear_errors!(clear_errors_and_exit_codes_on_sqlite, SqliteDb);
+clear_errors!(clear_errors_and_exit_codes_on_postgres, PgDb);
+clear_errors!(clear_errors_and_exit_codes_on_mysql, MysqlDb);
+
 #[test]
-fn clear_errors_and_exit_codes() {
-    let (db, mut conn) = SqliteDb::new();
-    let ids = seed_users(&mut conn, 20);
-    let url = db.url();
-    let o = run(&["status", "--database-url", &url, "--table", "nope"]);
+fn bad_and_unreachable_database_urls() {
+    let o = run(&["status", "--database-url", "redis://localhost", "--table", "users"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o).contains("table nope with column(s) encrypted_kms_key not found"),
-        "{}",
-        text(&o)
-    );
-    let o = run(&[
-        "status",
-        "--database-url",
-        &url,
-        "--table",
-        "users",
-        "--key-column",
-        "missing_col",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("missing_col"), "{}", text(&o));
-    let o = run(&[
-        "status",
-        "--database-url",
-        "redis://localhost",
-        "--table",
-        "users",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o).contains("unsupported database URL"),
-        "{}",
-        text(&o)
-    );
-    let o = run(&[
-        "status",
-        "--database-url",
-        "postgres://nobody:secret@127.0.0.1:1/x",
-        "--table",
-        "users",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o).contains("cannot connect") && !text(&o).contains("secret"),
-        "{}",
-        text(&o)
-    );
-    // a row the KMS refuses: the row and the key id are named, the others are done, exit 1
-    use diesel::prelude::*;
-    use kms_fields_tests::schema::users;
-    let other = run(&[
-        "box",
-        "encrypt",
-        "--key-id",
-        "insecure-test-key",
-        "--context",
-        "model_name=User",
-        "--context",
-        "model_id=999",
-        "x",
-    ]);
-    let wrong_ctx = String::from_utf8(other.stdout).unwrap();
-    diesel::update(users::table.find(ids[3]))
-        .set(users::encrypted_kms_key.eq(wrong_ctx.trim()))
-        .execute(&mut conn)
-        .unwrap();
-    let o = cli().args(rewrap_args(&url)).output().unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let t = text(&o);
-    assert!(
-        t.contains(&format!("row {}", ids[3]))
-            && t.contains("key insecure-test-key")
-            && t.contains("Decryption failed"),
-        "{t}"
-    );
-    assert!(t.contains("re-wrapped 19 rows"), "{t}");
+    assert!(text(&o).contains("unsupported database URL"), "{}", text(&o));
+    for (url, says) in [
+        ("postgres://nobody:secret@127.0.0.1:1/x", "cannot connect"),
+        ("mysql://nobody:secret@127.0.0.1:1/x", "cannot connect"),
+        ("sqlite:///nonexistent-dir/x/y.sqlite3", "no SQLite database at"),
+    ] {
+        let o = run(&["status", "--database-url", url, "--table", "users"]);
+        assert_eq!(o.status.code(), Some(2), "{url}: {}", text(&o));
+        assert!(
+            text(&o).contains(says) && !text(&o).contains("secret"),
+            "{url}: {}",
+            text(&o)
+        );
+    }
 }
 
 #[test]

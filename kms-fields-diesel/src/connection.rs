@@ -34,7 +34,7 @@ pub trait KmsConnection: Connection {
         &mut self,
         sql: &str,
         binds: Vec<SqlValue>,
-    ) -> QueryResult<Vec<crate::rotation::Row>>;
+    ) -> QueryResult<Vec<kms_fields::table::Row>>;
 
     /// A statement returning one text column `kmsf_id` per row (`… RETURNING`).
     #[doc(hidden)]
@@ -86,9 +86,10 @@ macro_rules! impl_execute {
             &mut self,
             sql: &str,
             binds: Vec<SqlValue>,
-        ) -> QueryResult<Vec<crate::rotation::Row>> {
+        ) -> QueryResult<Vec<kms_fields::table::Row>> {
             use diesel::RunQueryDsl;
-            bound::<$backend>(sql, binds).load(self)
+            let rows: Vec<crate::rotation::RowByName> = bound::<$backend>(sql, binds).load(self)?;
+            Ok(rows.into_iter().map(|r| r.0).collect())
         }
 
         fn kms_load_ids(&mut self, sql: &str, binds: Vec<SqlValue>) -> QueryResult<Vec<String>> {

@@ -4,6 +4,7 @@
 pub mod hooks;
 mod key_column;
 pub mod migration;
+pub mod rotation;
 mod save;
 
 pub use key_column::KmsKey;

@@ -21,7 +21,7 @@ pub(crate) fn db_err(e: sea_orm::DbErr) -> Error {
     Error::database(e)
 }
 
-fn to_values(binds: Vec<SqlValue>) -> Vec<sea_orm::Value> {
+pub(crate) fn to_values(binds: Vec<SqlValue>) -> Vec<sea_orm::Value> {
     binds
         .into_iter()
         .map(|b| match b {

@@ -40,6 +40,7 @@ pub type ContextFn<'a> = dyn Fn(u32) -> Result<Option<EncryptionContext>> + Send
 #[derive(Clone)]
 pub struct Kms {
     inner: Arc<Inner>,
+    limiter: Option<Arc<crate::rate_limit::RateLimiter>>,
 }
 
 struct Inner {
@@ -119,6 +120,7 @@ impl KmsBuilder {
     /// Build.
     pub fn build(self) -> Kms {
         Kms {
+            limiter: None,
             inner: Arc::new(Inner {
                 test: self.test.unwrap_or_else(|| Arc::new(TestKey)),
                 local: self.local.unwrap_or_else(|| Arc::new(LocalKey::from_env())),
@@ -173,6 +175,33 @@ impl Kms {
         b.build()
     }
 
+    /// The same providers, counters and cache, with every KMS request made through the returned
+    /// handle spaced to at most `per_second` requests per second (KMS quotas; a Vault batch is
+    /// one request). A rate that is not a positive number means no limit.
+    ///
+    /// ```
+    /// # kms_fields::blocking::block_on(async {
+    /// use kms_fields::{DataKey, EncryptionContext, KeySpec, Kms};
+    /// let kms = Kms::new();
+    /// let slow = kms.with_rate_limit(100.0);
+    /// let spec = KeySpec::new().key_id("insecure-test-key");
+    /// let ctx = EncryptionContext::for_model("User", 1);
+    /// let started = std::time::Instant::now();
+    /// for _ in 0..3 {
+    ///     slow.wrap_data_key(&spec, None, &DataKey::generate()?, &|_| Ok(Some(ctx.clone()))).await?;
+    /// }
+    /// assert!(started.elapsed() >= std::time::Duration::from_millis(20)); // 3 calls, 10 ms apart
+    /// assert_eq!(kms.stats().encrypts(), 3); // counted on the shared counters
+    /// # Ok::<(), kms_fields::Error>(())
+    /// # }).unwrap().unwrap();
+    /// ```
+    pub fn with_rate_limit(&self, per_second: f64) -> Kms {
+        Kms {
+            inner: self.inner.clone(),
+            limiter: crate::rate_limit::RateLimiter::new(per_second).map(Arc::new),
+        }
+    }
+
     /// The call counters.
     pub fn stats(&self) -> &CallStats {
         &self.inner.stats
@@ -218,6 +247,9 @@ impl Kms {
     where
         F: Future<Output = Result<T>>,
     {
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire().await;
+        }
         let kind = provider.kind();
         self.inner.stats.record(kind, op);
         let started = Instant::now();
@@ -459,6 +491,10 @@ impl fmt::Debug for Kms {
             .field("vault", &i.vault)
             .field("gcp", &i.gcp)
             .field("stats", &i.stats)
+            .field(
+                "rate_per_second",
+                &self.limiter.as_ref().map(|l| l.per_second()),
+            )
             .finish()
     }
 }

@@ -21,7 +21,9 @@ pub mod kms_rails;
 pub mod migration;
 pub mod model;
 pub mod provider;
+mod rate_limit;
 pub mod sql;
+pub mod table;
 
 pub use audit::{CallStats, Operation};
 #[cfg(feature = "cache")]

@@ -155,6 +155,90 @@ impl kms_fields::Provider for LatencyProvider {
         self.delayed(self.inner.unwrap(key_id, ciphertext, context))
             .await
     }
+    // a wrapped provider keeps its native re-wrap and batch calls (one delay per request)
+    async fn rewrap(
+        &self,
+        ciphertext: &[u8],
+        from: kms_fields::provider::KeyRef<'_>,
+        to: kms_fields::provider::KeyRef<'_>,
+    ) -> kms_fields::Result<Vec<u8>> {
+        self.delayed(self.inner.rewrap(ciphertext, from, to)).await
+    }
+    fn native_rewrap(
+        &self,
+        from: kms_fields::provider::KeyRef<'_>,
+        to: kms_fields::provider::KeyRef<'_>,
+    ) -> bool {
+        self.inner.native_rewrap(from, to)
+    }
+    fn max_batch(&self) -> usize {
+        self.inner.max_batch()
+    }
+    async fn unwrap_batch(
+        &self,
+        key_id: &str,
+        items: &[(&[u8], Option<&kms_fields::EncryptionContext>)],
+    ) -> kms_fields::Result<Vec<kms_fields::Result<zeroize::Zeroizing<Vec<u8>>>>> {
+        self.delayed(self.inner.unwrap_batch(key_id, items)).await
+    }
+    async fn wrap_batch(
+        &self,
+        key_id: &str,
+        items: &[(&[u8], Option<&kms_fields::EncryptionContext>)],
+    ) -> kms_fields::Result<Vec<kms_fields::Result<Vec<u8>>>> {
+        self.delayed(self.inner.wrap_batch(key_id, items)).await
+    }
+}
+
+/// A provider wrapper that calls `hook` with the context of every unwrap before doing it — a
+/// way for tests to act (e.g. write the row) at the exact moment a table operation holds a
+/// row's old value.
+pub struct HookProvider {
+    inner: std::sync::Arc<dyn kms_fields::Provider>,
+    hook: Box<dyn Fn(Option<&kms_fields::EncryptionContext>) + Send + Sync>,
+}
+
+impl HookProvider {
+    /// Wrap `inner`.
+    pub fn new(
+        inner: impl kms_fields::Provider + 'static,
+        hook: impl Fn(Option<&kms_fields::EncryptionContext>) + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            inner: std::sync::Arc::new(inner),
+            hook: Box::new(hook),
+        }
+    }
+}
+
+impl std::fmt::Debug for HookProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookProvider").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl kms_fields::Provider for HookProvider {
+    fn kind(&self) -> kms_fields::ProviderKind {
+        self.inner.kind()
+    }
+    async fn wrap(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        context: Option<&kms_fields::EncryptionContext>,
+    ) -> kms_fields::Result<Vec<u8>> {
+        self.inner.wrap(key_id, plaintext, context).await
+    }
+    async fn unwrap(
+        &self,
+        key_id: &str,
+        ciphertext: &[u8],
+        context: Option<&kms_fields::EncryptionContext>,
+    ) -> kms_fields::Result<zeroize::Zeroizing<Vec<u8>>> {
+        (self.hook)(context);
+        self.inner.unwrap(key_id, ciphertext, context).await
+    }
 }
 
 /// Insert `n` users (email + phone, both keys, version 1 with the test key) in batches.

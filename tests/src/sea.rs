@@ -71,6 +71,9 @@ pub mod user_v2 {
         #[sea_orm(column_type = "Text", nullable)]
         #[kms(encrypted, key = "phone")]
         pub phone_enc: Option<String>,
+        #[sea_orm(column_type = "Blob", nullable)]
+        #[kms(encrypted, serde = crate::models::Address)]
+        pub address_enc: Option<Vec<u8>>,
         #[sea_orm(column_type = "Text", nullable)]
         pub encrypted_kms_key: KmsKey,
         #[sea_orm(column_type = "Text", nullable)]

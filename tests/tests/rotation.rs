@@ -212,6 +212,13 @@ fn postgres_rotation_with_4_concurrent_writers_loses_no_update() {
 }
 
 #[test]
+fn postgres_rewrap_with_4_concurrent_writers_loses_no_update() {
+    let (db, mut conn) = PgDb::new();
+    seed_users(&mut conn, 1200);
+    rotation_with_writers!(&db, RotationMode::Rewrap);
+}
+
+#[test]
 fn sqlite_rotation_with_4_concurrent_writers_loses_no_update() {
     let (db, mut conn) = SqliteDb::new();
     seed_users(&mut conn, 1200);
@@ -261,27 +268,81 @@ fn postgres_two_rotations_at_once_share_the_work() {
 }
 
 #[test]
-fn rate_limit_is_honoured() {
+fn rate_limit_counts_kms_requests() {
     let (_db, mut conn) = SqliteDb::new();
     seed_users(&mut conn, 100);
+    let kms = Kms::new();
     let started = Instant::now();
     let s = rotation::rotate_table(
         &mut conn,
-        &Kms::new(),
+        &kms,
         &v2_table(),
         TableOptions {
-            rate_per_second: Some(250.0),
+            rate_per_second: Some(400.0),
             ..Default::default()
         },
     )
     .unwrap();
     assert_eq!(s.done, 100);
-    assert!(
-        started.elapsed() >= Duration::from_millis(350),
-        "{:?}",
-        started.elapsed()
-    );
+    // a test-key re-wrap is a Decrypt and an Encrypt: 200 requests, 2.5 ms apart
+    let requests = kms.stats().decrypts() + kms.stats().encrypts();
+    assert_eq!(requests, 200);
+    let floor = Duration::from_secs_f64((requests - 1) as f64 / 400.0);
+    assert!(started.elapsed() >= floor, "{:?} < {floor:?}", started.elapsed());
 }
+
+/// A writer changes row `target` at the moment the rotation has read it and is calling the
+/// KMS: the rotation's guarded UPDATE must lose, re-read the row and rotate the writer's value.
+macro_rules! guard_loses_to_a_concurrent_write {
+    ($name:ident, $db:ty, $mode:expr) => {
+        #[test]
+        fn $name() {
+            let (db, mut conn) = <$db>::new();
+            let ids = seed_users(&mut conn, 20);
+            let target = ids[5];
+            let url = db.url();
+            let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = fired.clone();
+            let hook = kms_fields_tests::HookProvider::new(kms_fields::provider::TestKey, move |ctx| {
+                let is_target = ctx.is_some_and(|c| c.canonical_json().contains(&format!("\"model_id\":\"{target}\"")));
+                if is_target && !flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    // another connection, another thread: the application writing the row
+                    let url = url.clone();
+                    std::thread::spawn(move || {
+                        let mut c = <<$db as TestDb>::Conn as diesel::Connection>::establish(&url).unwrap();
+                        let kms = Kms::new();
+                        let mut u: User = users::table.find(target).select(User::as_select()).first(&mut c).unwrap();
+                        // the encrypt-only writer: a fresh data key (its key column changes)
+                        u.encrypted_kms_key.clear();
+                        u.address_enc = None;
+                        u.set_email_blocking(&kms, Some("writer@example.org")).unwrap();
+                        kms_fields_diesel::update_encrypted(&mut c, &kms, &mut u).unwrap();
+                    })
+                    .join()
+                    .unwrap();
+                }
+            });
+            let kms = Kms::builder().test_key(hook).build();
+            let s = rotation::rotate_table(
+                &mut conn,
+                &kms,
+                &v2_table(),
+                TableOptions { mode: $mode, ..Default::default() },
+            )
+            .unwrap();
+            assert!(fired.load(std::sync::atomic::Ordering::SeqCst));
+            assert_eq!((s.done, s.conflicts, s.errors.len()), (20, 1, 0), "{s:?}");
+            let u: UserV2 = users::table.find(target).select(UserV2::as_select()).first(&mut conn).unwrap();
+            assert_eq!(u.encrypted_kms_key.stored().and_then(kms_fields::StoredKey::version_of), Some(2));
+            assert_eq!(u.email_blocking(&Kms::new()).unwrap().as_deref(), Some("writer@example.org"), "the write is kept");
+            assert_eq!(all_readable!(&mut conn), 20);
+        }
+    };
+}
+
+guard_loses_to_a_concurrent_write!(sqlite_guard_rewrap, SqliteDb, RotationMode::Rewrap);
+guard_loses_to_a_concurrent_write!(sqlite_guard_new_data_key, SqliteDb, RotationMode::NewDataKey);
+guard_loses_to_a_concurrent_write!(mysql_guard_new_data_key, kms_fields_tests::db::MysqlDb, RotationMode::NewDataKey);
 
 #[test]
 fn a_failing_row_is_reported_and_left_readable() {
