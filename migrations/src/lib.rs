@@ -25,10 +25,13 @@ pub const SQLITE: EmbeddedMigrations = embed_migrations!("diesel/sqlite");
 pub const MYSQL: EmbeddedMigrations = embed_migrations!("diesel/mysql");
 
 /// The same schema as sea-orm-migration migrations (feature `seaorm`): `Migrator::up(&db, None)`.
+/// The tables are created with sea-query's schema builder, then the kms-fields columns are added
+/// with [`kms_fields_seaorm::migration`] — the way an application adds them to its own tables.
 #[cfg(feature = "seaorm")]
 pub mod sea {
+    use kms_fields_seaorm::migration::{Column, add_columns, drop_columns};
     use sea_orm_migration::prelude::*;
-    use sea_orm_migration::sea_orm::DbBackend;
+    use sea_orm_migration::schema::{pk_auto, text_null, timestamp_null};
 
     /// The migrator of the example/test schema.
     #[derive(Debug)]
@@ -37,58 +40,83 @@ pub mod sea {
     #[async_trait::async_trait]
     impl MigratorTrait for Migrator {
         fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-            vec![Box::new(CreateUsers)]
+            vec![Box::new(CreateUsers), Box::new(AddKmsColumns)]
         }
     }
 
-    /// `users` and `lockbox_users`: the SQL of the Diesel migrations, per backend.
-    #[derive(Debug, DeriveMigrationName)]
+    /// `users` and `lockbox_users`, without their kms-fields columns.
+    #[derive(Debug)]
     pub struct CreateUsers;
 
-    fn sql(backend: DbBackend, up: bool) -> &'static str {
-        match (backend, up) {
-            (DbBackend::Postgres, true) => {
-                include_str!("../diesel/postgres/2026-11-22-000001_create_users/up.sql")
-            }
-            (DbBackend::Postgres, false) => {
-                include_str!("../diesel/postgres/2026-11-22-000001_create_users/down.sql")
-            }
-            (DbBackend::MySql, true) => {
-                include_str!("../diesel/mysql/2026-11-22-000001_create_users/up.sql")
-            }
-            (DbBackend::MySql, false) => {
-                include_str!("../diesel/mysql/2026-11-22-000001_create_users/down.sql")
-            }
-            (_, true) => include_str!("../diesel/sqlite/2026-11-22-000001_create_users/up.sql"),
-            (_, false) => include_str!("../diesel/sqlite/2026-11-22-000001_create_users/down.sql"),
+    impl MigrationName for CreateUsers {
+        fn name(&self) -> &str {
+            "m20261122_000001_create_users"
         }
-    }
-
-    async fn run(manager: &SchemaManager<'_>, up: bool) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for stmt in sql(manager.get_database_backend(), up)
-            .split(';')
-            .map(str::trim)
-        {
-            let body: String = stmt
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            if !body.trim().is_empty() {
-                db.execute_unprepared(&body).await?;
-            }
-        }
-        Ok(())
     }
 
     #[async_trait::async_trait]
     impl MigrationTrait for CreateUsers {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            run(manager, true).await
+            manager
+                .create_table(
+                    Table::create()
+                        .table("users")
+                        .col(pk_auto("id"))
+                        .col(text_null("name"))
+                        .col(timestamp_null("updated_at"))
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_table(Table::create().table("lockbox_users").col(pk_auto("id")).to_owned())
+                .await
         }
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            run(manager, false).await
+            manager.drop_table(Table::drop().table("lockbox_users").to_owned()).await?;
+            manager.drop_table(Table::drop().table("users").to_owned()).await
+        }
+    }
+
+    /// The key and ciphertext columns, added with kms-fields' migration helpers.
+    #[derive(Debug)]
+    pub struct AddKmsColumns;
+
+    impl MigrationName for AddKmsColumns {
+        fn name(&self) -> &str {
+            "m20261122_000002_add_kms_columns"
+        }
+    }
+
+    fn users_columns() -> [Column; 5] {
+        [
+            Column::ciphertext("email_enc"),
+            Column::ciphertext("phone_enc"),
+            Column::binary_ciphertext("address_enc"),
+            Column::key("encrypted_kms_key"),
+            Column::key("encrypted_kms_key_phone"),
+        ]
+    }
+
+    fn lockbox_columns() -> [Column; 4] {
+        [
+            Column::ciphertext("email_ciphertext"),
+            Column::ciphertext("phone_ciphertext"),
+            Column::key("encrypted_kms_key"),
+            Column::key("encrypted_kms_key_phone"),
+        ]
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for AddKmsColumns {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            let db = manager.get_connection();
+            add_columns(db, "users", &users_columns()).await?;
+            add_columns(db, "lockbox_users", &lockbox_columns()).await
+        }
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            let db = manager.get_connection();
+            drop_columns(db, "lockbox_users", &lockbox_columns()).await?;
+            drop_columns(db, "users", &users_columns()).await
         }
     }
 }

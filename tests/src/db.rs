@@ -39,6 +39,14 @@ pub struct PgDb {
 
 impl PgDb {
     pub fn new() -> (Self, PgConnection) {
+        let (db, mut conn) = Self::empty();
+        conn.run_pending_migrations(kms_fields_migrations::POSTGRES)
+            .expect("migrations");
+        (db, conn)
+    }
+
+    /// A schema of its own without the migrations run.
+    pub fn empty() -> (Self, PgConnection) {
         let db = PgDb {
             schema: unique("kmsf"),
         };
@@ -49,8 +57,6 @@ impl PgDb {
             db.schema
         ))
         .expect("schema");
-        conn.run_pending_migrations(kms_fields_migrations::POSTGRES)
-            .expect("migrations");
         (db, conn)
     }
 }
@@ -85,12 +91,18 @@ pub struct SqliteDb {
 
 impl SqliteDb {
     pub fn new() -> (Self, SqliteConnection) {
+        let (db, mut conn) = Self::empty();
+        conn.run_pending_migrations(kms_fields_migrations::SQLITE)
+            .expect("migrations");
+        (db, conn)
+    }
+
+    /// A file of its own without the migrations run.
+    pub fn empty() -> (Self, SqliteConnection) {
         let db = SqliteDb {
             dir: tempfile::tempdir().expect("tempdir"),
         };
-        let mut conn = db.connect();
-        conn.run_pending_migrations(kms_fields_migrations::SQLITE)
-            .expect("migrations");
+        let conn = db.connect();
         (db, conn)
     }
 
@@ -119,6 +131,14 @@ pub struct MysqlDb {
 
 impl MysqlDb {
     pub fn new() -> (Self, MysqlConnection) {
+        let (db, mut conn) = Self::empty();
+        conn.run_pending_migrations(kms_fields_migrations::MYSQL)
+            .expect("migrations");
+        (db, conn)
+    }
+
+    /// A database of its own without the migrations run.
+    pub fn empty() -> (Self, MysqlConnection) {
         let db = MysqlDb {
             name: unique("kmsf"),
         };
@@ -127,9 +147,7 @@ impl MysqlDb {
         admin
             .batch_execute(&format!("CREATE DATABASE {}", db.name))
             .expect("create database");
-        let mut conn = db.connect();
-        conn.run_pending_migrations(kms_fields_migrations::MYSQL)
-            .expect("migrations");
+        let conn = db.connect();
         (db, conn)
     }
 }

@@ -347,26 +347,72 @@ async fn postgres_prefetch_is_one_insert() {
     assert_eq!(n.try_get::<i64>("", "n").unwrap(), 0);
 }
 
-/// The sea-orm-migration migrator builds the schema, and the helpers add a model's columns.
+/// The sea-orm-migration migrator builds a schema the suite's models work on, on each backend;
+/// `down` removes it.
+macro_rules! seaorm_migrator {
+    ($name:ident, $db:ty, $url:expr) => {
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $name() {
+            use sea_orm_migration::MigratorTrait;
+            let (g, _conn) = <$db>::empty();
+            let db = connect(&$url(&g), pg_schema(&g)).await;
+            kms_fields_migrations::sea::Migrator::up(&db, None).await.unwrap();
+            let kms = Kms::new();
+            let mut u = create(&db, &kms).await;
+            assert!(u.id > 0);
+            rotate_kms_key(&db, &kms, &mut u, 0).await.unwrap();
+            let loaded = user::Entity::find_by_id(u.id).one(&db).await.unwrap().unwrap();
+            let reader = Kms::new();
+            assert_eq!(loaded.email(&reader).await.unwrap().as_deref(), Some("test@example.org"));
+            assert_eq!(loaded.phone(&reader).await.unwrap().as_deref(), Some("555-555-5555"));
+            kms_fields_migrations::sea::Migrator::down(&db, None).await.unwrap();
+            assert!(user::Entity::find().all(&db).await.is_err(), "the table is gone");
+        }
+    };
+}
+
+trait SchemaOf {
+    fn schema(&self) -> Option<&str> {
+        None
+    }
+}
+impl SchemaOf for PgDb {
+    fn schema(&self) -> Option<&str> {
+        Some(&self.schema)
+    }
+}
+impl SchemaOf for SqliteDb {}
+impl SchemaOf for MysqlDb {}
+fn pg_schema(g: &impl SchemaOf) -> Option<&str> {
+    g.schema()
+}
+
+seaorm_migrator!(seaorm_migrator_on_postgres, PgDb, |_: &PgDb| pg_url());
+seaorm_migrator!(seaorm_migrator_on_sqlite, SqliteDb, |g: &SqliteDb| format!("sqlite://{}?mode=rwc", g.path()));
+seaorm_migrator!(seaorm_migrator_on_mysql, MysqlDb, |g: &MysqlDb| g.url());
+
+/// The column helpers: a model's key and ciphertext columns from its metadata, a unique blind
+/// index, and back.
 #[tokio::test(flavor = "multi_thread")]
-async fn seaorm_migrations_and_column_helpers() {
-    use sea_orm_migration::MigratorTrait;
+async fn seaorm_column_helpers() {
     let dir = tempfile::tempdir().unwrap();
     let db = connect(
-        &format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("m.sqlite3").display()
-        ),
+        &format!("sqlite://{}?mode=rwc", dir.path().join("m.sqlite3").display()),
         None,
     )
     .await;
-    kms_fields_migrations::sea::Migrator::up(&db, None)
+    db.execute_unprepared("CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT)")
         .await
         .unwrap();
+    kms_fields_seaorm::migration::add_model_columns::<user::Model, _>(&db).await.unwrap();
     let kms = Kms::new();
     let u = create(&db, &kms).await;
-    assert!(u.id > 0);
-    // a table without kms columns gets them from the model's metadata
+    let loaded = user::Entity::find_by_id(u.id).one(&db).await.unwrap().unwrap();
+    assert_eq!(loaded.email(&kms).await.unwrap().as_deref(), Some("test@example.org"));
+    kms_fields_seaorm::migration::drop_model_columns::<user::Model, _>(&db).await.unwrap();
+    assert!(user::Entity::find().all(&db).await.is_err(), "the columns are gone");
+    db.execute_unprepared("INSERT INTO users (name) VALUES ('still here')").await.unwrap();
+    // a table without kms columns gets them one by one, with a unique blind index
     db.execute_unprepared("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT)")
         .await
         .unwrap();
@@ -390,9 +436,6 @@ async fn seaorm_migrations_and_column_helpers() {
             .is_err(),
         "unique blind index"
     );
-    kms_fields_migrations::sea::Migrator::down(&db, None)
-        .await
-        .unwrap();
 }
 
 /// The helpers on a model that also has the hooks wrap each key once.
