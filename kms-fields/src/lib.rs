@@ -2,6 +2,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod audit;
+pub mod blind_index;
 pub mod blocking;
 pub mod bulk;
 #[cfg(feature = "cache")]
@@ -26,6 +27,7 @@ pub mod sql;
 pub mod table;
 
 pub use audit::{CallStats, Operation};
+pub use blind_index::BlindIndex;
 #[cfg(feature = "cache")]
 pub use cache::DecryptCache;
 pub use context::EncryptionContext;
