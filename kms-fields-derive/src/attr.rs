@@ -11,7 +11,24 @@ use crate::ctxt::Ctxt;
 pub const STRUCT_KEYS: &str = "model_name, table, id, lockbox, save_flow, sequence, updated_at, crate, key(...), seaorm_hooks";
 pub const KEY_KEYS: &str = "name, key_id, key_id_env, key_id_fn, version, previous(N = \"key id\", ...), context, spec, column, upgrade_context";
 pub const FIELD_KEYS: &str =
-    "encrypted, key, attr, binary, serde, codec, associated_data, padding, id";
+    "encrypted, key, attr, binary, serde, codec, associated_data, padding, kms_rails, blind_index(...), id";
+pub const BIDX_KEYS: &str =
+    "column, expression, size, slow, cost(t = N, m = N), algorithm, iterations, master_key, unique";
+
+/// One `blind_index(...)` of an encrypted field.
+pub struct BidxAttr {
+    pub span: Span,
+    pub column: Option<LitStr>,
+    pub expression: Option<Path>,
+    pub size: Option<LitInt>,
+    pub slow: Option<Span>,
+    /// Argon2id `cost(t = 3, m = 12)`: m is log2 of KiB, as in the blind_index gem.
+    pub cost: Option<(Span, Option<LitInt>, Option<LitInt>)>,
+    pub algorithm: Option<LitStr>,
+    pub iterations: Option<LitInt>,
+    pub master_key: Option<LitStr>,
+    pub unique: Option<Span>,
+}
 
 /// One `#[kms(key(...))]`.
 pub struct KeyAttr {
@@ -60,6 +77,7 @@ pub struct FieldAttrs {
     /// `kms_rails` or `kms_rails(context_key = "k", context_value = "v")`.
     pub kms_rails: Option<(Span, Option<(LitStr, LitStr)>)>,
     pub id: Option<Span>,
+    pub blind_indexes: Vec<BidxAttr>,
     /// Span of the first `#[kms]` attribute, for errors about the field as a whole.
     pub span: Option<Span>,
 }
@@ -308,6 +326,8 @@ pub fn parse_field(cx: &Ctxt, attrs: &[syn::Attribute]) -> FieldAttrs {
                 set_once(cx, &mut out.kms_rails, (p.span(), ctx), &meta, "kms_rails");
             } else if p.is_ident("id") {
                 set_once(cx, &mut out.id, p.span(), &meta, "id");
+            } else if p.is_ident("blind_index") {
+                out.blind_indexes.push(parse_blind_index(cx, &meta)?);
             } else {
                 return Err(unknown(
                     &meta,
@@ -322,4 +342,71 @@ pub fn parse_field(cx: &Ctxt, attrs: &[syn::Attribute]) -> FieldAttrs {
         }
     }
     out
+}
+
+fn parse_blind_index(cx: &Ctxt, outer: &ParseNestedMeta<'_>) -> syn::Result<BidxAttr> {
+    let mut b = BidxAttr {
+        span: outer.path.span(),
+        column: None,
+        expression: None,
+        size: None,
+        slow: None,
+        cost: None,
+        algorithm: None,
+        iterations: None,
+        master_key: None,
+        unique: None,
+    };
+    if !outer.input.peek(syn::token::Paren) {
+        return Ok(b);
+    }
+    outer.parse_nested_meta(|meta| {
+        let p = &meta.path;
+        if p.is_ident("column") {
+            let v = meta.value()?.parse()?;
+            set_once(cx, &mut b.column, v, &meta, "column");
+        } else if p.is_ident("expression") {
+            let v = meta.value()?.parse()?;
+            set_once(cx, &mut b.expression, v, &meta, "expression");
+        } else if p.is_ident("size") {
+            let v = meta.value()?.parse()?;
+            set_once(cx, &mut b.size, v, &meta, "size");
+        } else if p.is_ident("slow") {
+            set_once(cx, &mut b.slow, p.span(), &meta, "slow");
+        } else if p.is_ident("cost") {
+            let (mut t, mut m) = (None, None);
+            meta.parse_nested_meta(|inner| {
+                if inner.path.is_ident("t") {
+                    t = Some(inner.value()?.parse()?);
+                } else if inner.path.is_ident("m") {
+                    m = Some(inner.value()?.parse()?);
+                } else {
+                    return Err(inner.error(
+                        "expected `t = N` (iterations) or `m = N` (memory, log2 of KiB as in the blind_index gem)",
+                    ));
+                }
+                Ok(())
+            })?;
+            set_once(cx, &mut b.cost, (p.span(), t, m), &meta, "cost");
+        } else if p.is_ident("algorithm") {
+            let v = meta.value()?.parse()?;
+            set_once(cx, &mut b.algorithm, v, &meta, "algorithm");
+        } else if p.is_ident("iterations") {
+            let v = meta.value()?.parse()?;
+            set_once(cx, &mut b.iterations, v, &meta, "iterations");
+        } else if p.is_ident("master_key") {
+            let v = meta.value()?.parse()?;
+            set_once(cx, &mut b.master_key, v, &meta, "master_key");
+        } else if p.is_ident("unique") {
+            set_once(cx, &mut b.unique, p.span(), &meta, "unique");
+        } else {
+            return Err(unknown(
+                &meta,
+                BIDX_KEYS,
+                r#"#[kms(encrypted, blind_index(expression = kms_fields::blind_index::normalize::trim_lowercase, unique))]"#,
+            ));
+        }
+        Ok(())
+    })?;
+    Ok(b)
 }

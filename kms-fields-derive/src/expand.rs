@@ -71,6 +71,78 @@ fn generate(m: &Model) -> TokenStream {
     });
     let specs = m.keys.iter().map(|k| &k.spec);
 
+    // blind indexes
+    let n_bidx = m.blind_indexes.len();
+    let bidx_defs = m.blind_indexes.iter().map(|b| {
+        let attr = b.attr;
+        let column = &b.column;
+        let binary = b.binary;
+        let unique = b.unique;
+        let master_key = opt_str(&b.master_key);
+        quote!(#krate::BidxDef { attr: #attr, column: #column, binary: #binary, unique: #unique, master_key: #master_key })
+    });
+    let bidx_builders = m.blind_indexes.iter().map(|b| {
+        let bi = quote!(#krate::__private::blind_index);
+        let table = m.table.clone().unwrap_or_default();
+        let column = &b.column;
+        let algorithm = &b.algorithm;
+        let size = b.size;
+        let encoding = if b.binary { quote!(#bi::Encoding::Raw) } else { quote!(#bi::Encoding::Base64) };
+        let expression = b.expression.as_ref().map(|e| quote!(.expression(#e)));
+        quote!(#bi::BlindIndex::builder(#table, #column).algorithm(#algorithm).size(#size).encoding(#encoding)#expression.build().map_err(|e| ::std::string::ToString::to_string(&e)))
+    });
+    let bidx_impl = if n_bidx == 0 {
+        quote!()
+    } else {
+        quote!(
+            const BLIND_INDEXES: &'static [#krate::BidxDef] = &[#(#bidx_defs),*];
+            fn blind_index(bidx: usize) -> #krate::Result<&'static #krate::__private::blind_index::BlindIndex> {
+                let all: &'static [::core::result::Result<#krate::__private::blind_index::BlindIndex, ::std::string::String>; #n_bidx] = &__KMS_BIDX;
+                match all.get(bidx) {
+                    ::core::option::Option::Some(::core::result::Result::Ok(b)) => ::core::result::Result::Ok(b),
+                    ::core::option::Option::Some(::core::result::Result::Err(e)) => ::core::result::Result::Err(#krate::Error::new(#krate::ErrorKind::Config, e.clone())),
+                    ::core::option::Option::None => ::core::result::Result::Err(#krate::Error::new(#krate::ErrorKind::Config, concat!(#model_name, ": no such blind index"))),
+                }
+            }
+        )
+    };
+    let bidx_static = if n_bidx == 0 {
+        quote!()
+    } else {
+        quote!(
+            static __KMS_BIDX: #krate::__private::LazyLock<[::core::result::Result<#krate::__private::blind_index::BlindIndex, ::std::string::String>; #n_bidx]> =
+                #krate::__private::LazyLock::new(|| [#(#bidx_builders),*]);
+        )
+    };
+    let bidx_methods = m.blind_indexes.iter().enumerate().map(|(i, b)| {
+        let name = format_ident!("{}", b.column, span = b.span);
+        let name_async = format_ident!("{}_async", b.column, span = b.span);
+        let name_in = format_ident!("{}_in", b.column, span = b.span);
+        let attr = &m.attrs[b.attr].name;
+        let (ty, conv) = if b.binary {
+            (quote!(::std::vec::Vec<u8>), quote!(#krate::model::bidx_bytes))
+        } else {
+            (quote!(::std::string::String), quote!(#krate::model::bidx_text))
+        };
+        let doc = format!("The blind index `{}` of an `{attr}` value: compare it with the column to find records (`WHERE {} = ?`). Computed on this thread (Argon2id takes milliseconds): from async code use [`{}_async`](Self::{}_async).", b.column, b.column, b.column, b.column);
+        let doc_async = format!("[`{}`](Self::{}) on tokio's blocking pool.", b.column, b.column);
+        let doc_in = format!("The blind indexes `{}` of several values, for `WHERE {} IN (…)` (on tokio's blocking pool, in input order).", b.column, b.column);
+        quote!(
+            #[doc = #doc]
+            pub fn #name(kms: &#krate::Kms, value: &str) -> #krate::Result<#ty> {
+                #conv(#krate::model::blind_index_value::<Self>(kms, #i, value)?)
+            }
+            #[doc = #doc_async]
+            pub async fn #name_async(kms: &#krate::Kms, value: &str) -> #krate::Result<#ty> {
+                #conv(#krate::model::blind_index_value_async::<Self>(kms, #i, value).await?)
+            }
+            #[doc = #doc_in]
+            pub async fn #name_in<S: ::core::convert::AsRef<str>>(kms: &#krate::Kms, values: &[S]) -> #krate::Result<::std::vec::Vec<#ty>> {
+                #krate::model::blind_index_values::<Self, S>(kms, #i, values).await?.into_iter().map(#conv).collect()
+            }
+        )
+    });
+
     // record id
     let clear_record_id = match &m.id {
         Some(i) if i.optional => {
@@ -228,6 +300,28 @@ fn generate(m: &Model) -> TokenStream {
         let doc_write = format!("Encrypt a new `{}` into `{column}` (`None` stores NULL). Uses the record's `{key}`; a new record draws a fresh data key, wrapped when it is saved.", a.name);
         let doc_read_b = format!("[`{}`](Self::{}) from synchronous code.", a.name, a.name);
         let doc_write_b = format!("[`set_{}`](Self::set_{}) from synchronous code.", a.name, a.name);
+        let mine: Vec<(usize, &model::Bidx)> = m.blind_indexes.iter().enumerate().filter(|(_, b)| b.attr == i).collect();
+        let doc_write = if mine.is_empty() {
+            doc_write
+        } else {
+            let cols: Vec<&str> = mine.iter().map(|(_, b)| b.column.as_str()).collect();
+            format!("{doc_write} Also sets the blind index column(s) `{}` (computed on tokio's blocking pool).", cols.join("`, `"))
+        };
+        let bidx_compute = mine.iter().map(|(j, b)| {
+            let var = format_ident!("__bidx_{}", j);
+            let conv = if b.binary { quote!(#krate::model::bidx_bytes) } else { quote!(#krate::model::bidx_text) };
+            quote!(
+                let #var = match value {
+                    ::core::option::Option::Some(v) => ::core::option::Option::Some(#conv(#krate::model::blind_index_value_async::<Self>(kms, #j, v).await?)?),
+                    ::core::option::Option::None => ::core::option::Option::None,
+                };
+            )
+        });
+        let bidx_assign = mine.iter().map(|(j, b)| {
+            let var = format_ident!("__bidx_{}", j);
+            let f = &b.field;
+            quote!(self.#f = #var;)
+        });
         quote!(
             #[doc = #doc_read]
             pub async fn #name(&self, kms: &#krate::Kms) -> #krate::Result<::core::option::Option<<#codec as #krate::codec::Codec>::Value>> {
@@ -239,7 +333,10 @@ fn generate(m: &Model) -> TokenStream {
             }
             #[doc = #doc_write]
             pub async fn #set(&mut self, kms: &#krate::Kms, value: ::core::option::Option<&<#codec as #krate::codec::Codec>::Input>) -> #krate::Result<()> {
-                #krate::model::write_attribute::<Self, #codec>(self, kms, #i, value).await
+                #(#bidx_compute)*
+                #krate::model::write_attribute::<Self, #codec>(self, kms, #i, value).await?;
+                #(#bidx_assign)*
+                ::core::result::Result::Ok(())
             }
             #[doc = #doc_write_b]
             pub fn #set_blocking(&mut self, kms: &#krate::Kms, value: ::core::option::Option<&<#codec as #krate::codec::Codec>::Input>) -> #krate::Result<()> {
@@ -302,6 +399,7 @@ fn generate(m: &Model) -> TokenStream {
 
             static __KMS_SPECS: #krate::__private::LazyLock<[#krate::KeySpec; #n_keys]> =
                 #krate::__private::LazyLock::new(|| [#(#specs),*]);
+            #bidx_static
 
             #[automatically_derived]
             impl #impl_g #krate::KmsModel for #ident #ty_g #where_g {
@@ -314,6 +412,7 @@ fn generate(m: &Model) -> TokenStream {
                 const UPDATED_AT: ::core::option::Option<&'static str> = #updated_at;
                 const KEYS: &'static [#krate::KeyDef] = &[#(#key_defs),*];
                 const ATTRIBUTES: &'static [#krate::AttrDef] = &[#(#attr_defs),*];
+                #bidx_impl
 
                 fn key_spec(key: usize) -> &'static #krate::KeySpec {
                     let specs: &'static [#krate::KeySpec; #n_keys] = &__KMS_SPECS;
@@ -341,6 +440,10 @@ fn generate(m: &Model) -> TokenStream {
                 pub fn kms_attributes() -> &'static [#krate::AttrDef] {
                     <Self as #krate::KmsModel>::ATTRIBUTES
                 }
+                /// The model's blind indexes.
+                pub fn kms_blind_indexes() -> &'static [#krate::BidxDef] {
+                    <Self as #krate::KmsModel>::BLIND_INDEXES
+                }
                 /// Unwrap every key this record needs for reading, concurrently (one KMS call per key).
                 pub async fn kms_unlock(&self, kms: &#krate::Kms) -> #krate::Result<()> {
                     #krate::model::unlock(self, kms).await
@@ -355,6 +458,7 @@ fn generate(m: &Model) -> TokenStream {
                 }
                 #(#attr_methods)*
                 #(#key_methods)*
+                #(#bidx_methods)*
             }
         };
     )

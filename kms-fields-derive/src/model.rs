@@ -5,7 +5,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, GenericArgument, Ident, Path, PathArguments, Type};
 
-use crate::attr::{self, FieldAttrs, KeyAttr};
+use crate::attr::{self, BidxAttr, FieldAttrs, KeyAttr};
 use crate::ctxt::Ctxt;
 
 pub struct Model {
@@ -24,6 +24,23 @@ pub struct Model {
     pub updated_at: Option<String>,
     pub keys: Vec<Key>,
     pub attrs: Vec<Attr>,
+    pub blind_indexes: Vec<Bidx>,
+}
+
+/// A blind index of an encrypted attribute.
+pub struct Bidx {
+    /// Index into `Model::attrs`.
+    pub attr: usize,
+    pub column: String,
+    pub field: Ident,
+    pub binary: bool,
+    pub unique: bool,
+    pub master_key: Option<String>,
+    /// `Algorithm` expression.
+    pub algorithm: TokenStream,
+    pub size: usize,
+    pub expression: Option<Path>,
+    pub span: Span,
 }
 
 pub struct IdField {
@@ -256,6 +273,7 @@ pub fn build(cx: &Ctxt, input: &DeriveInput) -> Option<Model> {
 
     // attributes
     let mut attrs = Vec::new();
+    let mut blind_indexes: Vec<Bidx> = Vec::new();
     for (field, fa) in &parsed {
         let Some(field_ident) = field.ident.clone() else {
             continue;
@@ -268,7 +286,8 @@ pub fn build(cx: &Ctxt, input: &DeriveInput) -> Option<Model> {
                 || fa.codec.is_some()
                 || fa.associated_data.is_some()
                 || fa.padding.is_some()
-                || fa.kms_rails.is_some();
+                || fa.kms_rails.is_some()
+                || !fa.blind_indexes.is_empty();
             if extra {
                 cx.syn_error(syn::Error::new(
                     fa.span.unwrap_or_else(|| field.span()),
@@ -393,6 +412,19 @@ pub fn build(cx: &Ctxt, input: &DeriveInput) -> Option<Model> {
             );
             continue;
         }
+        let plain_string = codecs == 0;
+        for b in &fa.blind_indexes {
+            if let Some(bidx) = build_bidx(cx, &krate, b, &name, attrs.len(), plain_string, fields) {
+                if blind_indexes.iter().any(|o: &Bidx| o.column == bidx.column) {
+                    cx.syn_error(syn::Error::new(
+                        b.span,
+                        format!("blind index column `{}` is used twice", bidx.column),
+                    ));
+                    continue;
+                }
+                blind_indexes.push(bidx);
+            }
+        }
         attrs.push(Attr {
             name,
             field: field_ident,
@@ -410,6 +442,15 @@ pub fn build(cx: &Ctxt, input: &DeriveInput) -> Option<Model> {
         });
     }
 
+    let table = sa.table.map(|t| t.value()).or(sa.orm_table);
+    if table.is_none() {
+        if let Some(b) = blind_indexes.first() {
+            cx.syn_error(syn::Error::new(
+                b.span,
+                "a blind index's key is derived from the table name: give it with #[diesel(table_name = ...)], #[sea_orm(table_name = \"...\")] or #[kms(table = \"...\")]",
+            ));
+        }
+    }
     if parsed.iter().all(|(_, a)| a.encrypted.is_none()) {
         cx.error_spanned_by(
             &input.ident,
@@ -430,13 +471,140 @@ pub fn build(cx: &Ctxt, input: &DeriveInput) -> Option<Model> {
         generics: input.generics.clone(),
         krate,
         model_name,
-        table: sa.table.map(|t| t.value()).or(sa.orm_table),
+        table,
         id,
         save_flow,
         sequence: sa.sequence.map(|s| s.value()),
         updated_at,
         keys,
         attrs,
+        blind_indexes,
+    })
+}
+
+fn int_in(cx: &Ctxt, lit: &syn::LitInt, range: std::ops::RangeInclusive<u32>, what: &str) -> Option<u32> {
+    match lit.base10_parse::<u32>() {
+        Ok(n) if range.contains(&n) => Some(n),
+        _ => {
+            cx.error_spanned_by(
+                lit,
+                format!("{what} must be from {} to {}", range.start(), range.end()),
+            );
+            None
+        }
+    }
+}
+
+/// A `blind_index(...)` of attribute `attr_name` (position `attr`), checked.
+fn build_bidx(
+    cx: &Ctxt,
+    krate: &Path,
+    b: &BidxAttr,
+    attr_name: &str,
+    attr: usize,
+    plain_string: bool,
+    fields: &syn::punctuated::Punctuated<syn::Field, syn::Token![,]>,
+) -> Option<Bidx> {
+    if !plain_string {
+        cx.syn_error(syn::Error::new(
+            b.span,
+            "blind indexes are computed from a string: they work on attributes with the default (String) codec",
+        ));
+        return None;
+    }
+    let algorithm_name = b
+        .algorithm
+        .as_ref()
+        .map(|a| a.value())
+        .unwrap_or_else(|| "argon2id".into());
+    let slow = b.slow.is_some();
+    let alg = quote!(#krate::__private::blind_index::Algorithm);
+    let algorithm = match algorithm_name.as_str() {
+        "argon2id" => {
+            if let Some(i) = &b.iterations {
+                cx.error_spanned_by(i, "`iterations` is a pbkdf2_sha256 option: Argon2id takes cost(t = N, m = N)");
+            }
+            match &b.cost {
+                None if slow => quote!(#alg::ARGON2ID_SLOW),
+                None => quote!(#alg::ARGON2ID),
+                Some((_, t, m)) => {
+                    let t = t.as_ref().map_or(Some(if slow { 4 } else { 3 }), |t| int_in(cx, t, 3..=10, "argon2id t"));
+                    let m = m.as_ref().map_or(Some(if slow { 15 } else { 12 }), |m| int_in(cx, m, 3..=22, "argon2id m (log2 of KiB)"));
+                    match (t, m) {
+                        (Some(t), Some(m)) => {
+                            let kib = 1u32 << m;
+                            quote!(#alg::argon2id(#t, #kib))
+                        }
+                        _ => quote!(),
+                    }
+                }
+            }
+        }
+        "pbkdf2_sha256" | "pbkdf2_hmac" => {
+            if let Some((span, _, _)) = &b.cost {
+                cx.syn_error(syn::Error::new(*span, "`cost(t, m)` is an argon2id option: PBKDF2 takes `iterations = N`"));
+            }
+            let n = match &b.iterations {
+                Some(i) => int_in(cx, i, 1..=100_000_000, "iterations"),
+                None if slow => Some(100_000),
+                None => Some(10_000),
+            };
+            match n {
+                Some(n) => quote!(#alg::pbkdf2_sha256(#n)),
+                None => quote!(),
+            }
+        }
+        _ => {
+            if let Some(a) = &b.algorithm {
+                cx.error_spanned_by(a, "unknown blind index algorithm\n  = help: expected \"argon2id\" (the default) or \"pbkdf2_sha256\"");
+            }
+            quote!()
+        }
+    };
+    let min = if algorithm_name == "argon2id" { 4 } else { 1 };
+    let size = match &b.size {
+        Some(s) => int_in(cx, s, min..=32, "blind index size (bytes)").map(|n| n as usize),
+        None => Some(32),
+    };
+    let column = b
+        .column
+        .as_ref()
+        .map(|c| c.value())
+        .unwrap_or_else(|| format!("{attr_name}_bidx"));
+    let Some(field) = fields
+        .iter()
+        .find(|f| f.ident.as_ref().is_some_and(|i| *i == column))
+    else {
+        cx.syn_error(syn::Error::new(
+            b.span,
+            format!(
+                "missing blind index column: the index of `{attr_name}` is stored in a field `{column}`, which this struct does not have\n  = help: add `pub {column}: Option<String>` (or `Option<Vec<u8>>` for a binary column), or name it with blind_index(column = \"...\")"
+            ),
+        ));
+        return None;
+    };
+    let Some(binary) = ciphertext_kind(&field.ty) else {
+        cx.error_spanned_by(
+            &field.ty,
+            format!("the blind index column `{column}` must be `Option<String>` (base64) or `Option<Vec<u8>>` (raw bytes)"),
+        );
+        return None;
+    };
+    if algorithm.is_empty() {
+        return None;
+    }
+    let size = size?;
+    Some(Bidx {
+        attr,
+        column,
+        field: field.ident.clone()?,
+        binary,
+        unique: b.unique.is_some(),
+        master_key: b.master_key.as_ref().map(|k| k.value()),
+        algorithm,
+        size,
+        expression: b.expression.clone(),
+        span: b.span,
     })
 }
 

@@ -114,3 +114,50 @@ fn model_struct_needs_a_model_name() {
     });
     assert!(out.contains("needs an explicit model name"), "{out}");
 }
+
+#[test]
+fn expansion_of_blind_indexes() {
+    let out = expand(quote! {
+        #[diesel(table_name = people)]
+        #[kms(key(key_id = "insecure-test-key"))]
+        pub struct Person {
+            pub id: Option<i32>,
+            #[kms(encrypted, blind_index(expression = normalize::trim_lowercase, unique), blind_index(column = "email_exact_bidx", algorithm = "pbkdf2_sha256", iterations = 1000, size = 16, master_key = "v2"))]
+            pub email_enc: Option<String>,
+            pub email_bidx: Option<String>,
+            pub email_exact_bidx: Option<Vec<u8>>,
+            pub encrypted_kms_key: KmsKey,
+        }
+    });
+    // the derived index key depends on the table and column names: both are in the builder
+    assert!(out.contains(r#"BlindIndex::builder("people", "email_bidx")"#), "{out}");
+    assert!(out.contains("Algorithm::pbkdf2_sha256(1000u32)"), "{out}");
+    assert!(out.contains("Encoding::Raw"), "{out}");
+    // the setter computes every index before it encrypts, then stores them
+    let setter = &out[out.find("pub async fn set_email").unwrap()..];
+    let setter = &setter[..setter.find("pub fn set_email_blocking").unwrap()];
+    let write = setter.find("write_attribute").unwrap();
+    assert!(setter.find("blind_index_value_async").unwrap() < write);
+    assert!(setter.rfind("self.email_exact_bidx = ").unwrap() > write);
+    for helper in ["pub fn email_bidx(", "pub async fn email_bidx_async(", "pub async fn email_exact_bidx_in<"] {
+        assert!(out.contains(helper), "{helper}");
+    }
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn blind_index_errors_are_accumulated() {
+    let out = error_of(quote! {
+        #[kms(table = "t")]
+        pub struct P {
+            pub id: i32,
+            #[kms(encrypted, blind_index(size = 40, cost(t = 1)), blind_index(algorithm = "x"))]
+            pub email_enc: Option<String>,
+            pub email_bidx: Option<String>,
+            pub encrypted_kms_key: KmsKey,
+        }
+    });
+    assert!(out.contains("argon2id t must be from 3 to 10"), "{out}");
+    assert!(out.contains("size (bytes) must be from 4 to 32"), "{out}");
+    assert!(out.contains("unknown blind index algorithm"), "{out}");
+}

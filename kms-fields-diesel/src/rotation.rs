@@ -134,3 +134,19 @@ pub fn key_versions<C: KmsConnection>(
 ) -> Result<Vec<(String, u64)>> {
     blocking::run(table::key_versions(&mut DieselDb(conn), table, key_column))
 }
+
+/// Fill blind index `bidx` of model `M` for the rows whose index column is NULL
+/// ([`kms_fields::table::backfill_blind_index`] on this connection): resumable, guarded.
+pub fn backfill_blind_index<M: kms_fields::KmsModel, C: KmsConnection>(
+    conn: &mut C,
+    kms: &Kms,
+    bidx: usize,
+    opts: TableOptions<'_>,
+) -> Result<Summary> {
+    blocking::run(table::backfill_blind_index::<M, _>(
+        &mut DieselDb(conn),
+        kms,
+        bidx,
+        opts,
+    ))
+}

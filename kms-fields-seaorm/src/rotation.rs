@@ -162,3 +162,14 @@ pub async fn key_versions<C: ConnectionTrait + TransactionTrait + Sync>(
 ) -> Result<Vec<(String, u64)>> {
     table::key_versions(&mut sea(db), table, key_column).await
 }
+
+/// Fill blind index `bidx` of model `M` for the rows whose index column is NULL
+/// ([`kms_fields::table::backfill_blind_index`] on this connection): resumable, guarded.
+pub async fn backfill_blind_index<M: kms_fields::KmsModel, C: ConnectionTrait + TransactionTrait + Sync>(
+    db: &C,
+    kms: &Kms,
+    bidx: usize,
+    opts: TableOptions<'_>,
+) -> Result<Summary> {
+    table::backfill_blind_index::<M, _>(&mut sea(db), kms, bidx, opts).await
+}

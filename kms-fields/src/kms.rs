@@ -52,7 +52,11 @@ struct Inner {
     stats: CallStats,
     #[cfg(feature = "cache")]
     cache: Option<crate::cache::DecryptCache>,
+    blind_index_keys: BlindIndexKeys,
 }
+
+/// The blind-index master keys of a [`Kms`]: the default one and named ones (index rotation).
+type BlindIndexKeys = std::collections::BTreeMap<String, crate::blind_index::MasterKey>;
 
 /// Builds a [`Kms`].
 #[derive(Default)]
@@ -64,6 +68,7 @@ pub struct KmsBuilder {
     gcp: Option<Arc<dyn Provider>>,
     #[cfg(feature = "cache")]
     cache: Option<crate::cache::DecryptCache>,
+    blind_index_keys: BlindIndexKeys,
 }
 
 impl fmt::Debug for KmsBuilder {
@@ -117,6 +122,23 @@ impl KmsBuilder {
         self
     }
 
+    /// The blind-index master key of indexes without a `master_key` name (see
+    /// [`crate::blind_index`]). [`Kms::from_env`] reads `BLIND_INDEX_MASTER_KEY`.
+    pub fn blind_index_key(self, key: crate::blind_index::MasterKey) -> Self {
+        self.blind_index_key_named("", key)
+    }
+
+    /// A named blind-index master key, for indexes declared with `master_key = "name"` — e.g.
+    /// the new key of an index being rotated into a second column.
+    pub fn blind_index_key_named(
+        mut self,
+        name: impl Into<String>,
+        key: crate::blind_index::MasterKey,
+    ) -> Self {
+        self.blind_index_keys.insert(name.into(), key);
+        self
+    }
+
     /// Build.
     pub fn build(self) -> Kms {
         Kms {
@@ -130,6 +152,7 @@ impl KmsBuilder {
                 stats: CallStats::default(),
                 #[cfg(feature = "cache")]
                 cache: self.cache,
+                blind_index_keys: self.blind_index_keys,
             }),
         }
     }
@@ -172,6 +195,12 @@ impl Kms {
         {
             b = b.gcp(crate::provider::gcp::GcpProvider::lazy_from_env());
         }
+        if std::env::var_os(crate::blind_index::MASTER_KEY_ENV).is_some() {
+            match crate::blind_index::MasterKey::from_env() {
+                Ok(key) => b = b.blind_index_key(key),
+                Err(e) => tracing::warn!(target: "kms_fields", error = %e, "ignoring BLIND_INDEX_MASTER_KEY"),
+            }
+        }
         b.build()
     }
 
@@ -200,6 +229,26 @@ impl Kms {
             inner: self.inner.clone(),
             limiter: crate::rate_limit::RateLimiter::new(per_second).map(Arc::new),
         }
+    }
+
+    /// The blind-index master key named `name` (`None`: the default one), or a `Config` error
+    /// saying how to configure it.
+    pub fn blind_index_key(&self, name: Option<&str>) -> Result<&crate::blind_index::MasterKey> {
+        let name = name.unwrap_or("");
+        self.inner.blind_index_keys.get(name).ok_or_else(|| {
+            let (what, how) = if name.is_empty() {
+                (
+                    "no blind-index master key".to_owned(),
+                    "Kms::builder().blind_index_key(MasterKey::from_env()?), or set BLIND_INDEX_MASTER_KEY for Kms::from_env()".to_owned(),
+                )
+            } else {
+                (
+                    format!("no blind-index master key named {name:?}"),
+                    format!("Kms::builder().blind_index_key_named({name:?}, key)"),
+                )
+            };
+            Error::new(ErrorKind::Config, format!("{what}: configure it with {how}"))
+        })
     }
 
     /// The call counters.
@@ -491,6 +540,10 @@ impl fmt::Debug for Kms {
             .field("vault", &i.vault)
             .field("gcp", &i.gcp)
             .field("stats", &i.stats)
+            .field(
+                "blind_index_keys",
+                &i.blind_index_keys.keys().collect::<Vec<_>>(),
+            )
             .field(
                 "rate_per_second",
                 &self.limiter.as_ref().map(|l| l.per_second()),

@@ -42,11 +42,12 @@ pub use provider::{Provider, ProviderKind};
 /// `#[derive(KmsEncrypted)]` (feature `derive`).
 #[cfg(feature = "derive")]
 pub use kms_fields_derive::KmsEncrypted;
-pub use model::{AttrDef, KeyColumn, KeyDef, KmsModel, SaveFlow};
+pub use model::{AttrDef, BidxDef, KeyColumn, KeyDef, KmsModel, SaveFlow};
 
 /// What generated code refers to (not a public API).
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::blind_index;
     pub use crate::blocking;
     pub use crate::codec;
     pub use crate::model;

@@ -150,7 +150,7 @@ pub fn drop_columns(b: BackendKind, table: &str, columns: &[Column]) -> String {
     out
 }
 
-/// The key and ciphertext columns of model `M`.
+/// The key, ciphertext and blind-index columns of model `M`.
 pub fn model_columns<M: KmsModel>() -> Vec<Column> {
     let mut cols: Vec<Column> = M::KEYS.iter().map(|k| Column::key(k.column)).collect();
     cols.extend(M::ATTRIBUTES.iter().map(|a| {
@@ -160,10 +160,18 @@ pub fn model_columns<M: KmsModel>() -> Vec<Column> {
             Column::ciphertext(a.column)
         }
     }));
+    cols.extend(M::BLIND_INDEXES.iter().map(|b| Column {
+        name: b.column.into(),
+        kind: ColumnKind::BlindIndex {
+            unique: b.unique,
+            binary: b.binary,
+        },
+    }));
     cols
 }
 
-/// `up.sql` adding model `M`'s key and ciphertext columns to its table.
+/// `up.sql` adding model `M`'s key, ciphertext and blind-index columns (with their indexes) to
+/// its table.
 pub fn model_up<M: KmsModel>(b: BackendKind) -> crate::Result<String> {
     let table = M::TABLE.ok_or_else(|| {
         crate::Error::new(

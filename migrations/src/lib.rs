@@ -29,7 +29,7 @@ pub const MYSQL: EmbeddedMigrations = embed_migrations!("diesel/mysql");
 /// with [`kms_fields_seaorm::migration`] — the way an application adds them to its own tables.
 #[cfg(feature = "seaorm")]
 pub mod sea {
-    use kms_fields_seaorm::migration::{Column, add_columns, drop_columns};
+    use kms_fields_seaorm::migration::{Column, ColumnKind, add_columns, drop_columns};
     use sea_orm_migration::prelude::*;
     use sea_orm_migration::schema::{pk_auto, text_null, timestamp_null};
 
@@ -40,7 +40,7 @@ pub mod sea {
     #[async_trait::async_trait]
     impl MigratorTrait for Migrator {
         fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-            vec![Box::new(CreateUsers), Box::new(AddKmsColumns)]
+            vec![Box::new(CreateUsers), Box::new(AddKmsColumns), Box::new(CreatePeople)]
         }
     }
 
@@ -117,6 +117,47 @@ pub mod sea {
             let db = manager.get_connection();
             drop_columns(db, "lockbox_users", &lockbox_columns()).await?;
             drop_columns(db, "users", &users_columns()).await
+        }
+    }
+
+    /// `people`, found by email through blind indexes: a unique case-insensitive one (text)
+    /// and an exact one (binary).
+    #[derive(Debug)]
+    pub struct CreatePeople;
+
+    impl MigrationName for CreatePeople {
+        fn name(&self) -> &str {
+            "m20261201_000001_create_people"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for CreatePeople {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_table(Table::create().table("people").col(pk_auto("id")).to_owned())
+                .await?;
+            let exact = Column {
+                name: "email_exact_bidx".into(),
+                kind: ColumnKind::BlindIndex {
+                    unique: false,
+                    binary: true,
+                },
+            };
+            add_columns(
+                manager.get_connection(),
+                "people",
+                &[
+                    Column::ciphertext("email_enc"),
+                    Column::blind_index("email_bidx", true),
+                    exact,
+                    Column::key("encrypted_kms_key"),
+                ],
+            )
+            .await
+        }
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager.drop_table(Table::drop().table("people").to_owned()).await
         }
     }
 }

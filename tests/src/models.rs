@@ -237,3 +237,23 @@ pub struct VaultUser {
     pub email_enc: Option<String>,
     pub encrypted_kms_key: KmsKey,
 }
+
+/// A person found by email: a case-insensitive unique blind index (Argon2id, base64 text) and
+/// an exact one (PBKDF2 with 1,000 iterations, 16 raw bytes in a binary column, under the
+/// second master key "v2").
+#[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, KmsEncrypted)]
+#[diesel(table_name = crate::schema::people)]
+#[kms(key(key_id = "insecure-test-key"))]
+pub struct Person {
+    #[diesel(deserialize_as = i32)]
+    pub id: Option<i32>,
+    #[kms(
+        encrypted,
+        blind_index(expression = kms_fields::blind_index::normalize::trim_lowercase, unique),
+        blind_index(column = "email_exact_bidx", algorithm = "pbkdf2_sha256", iterations = 1000, size = 16, master_key = "v2")
+    )]
+    pub email_enc: Option<String>,
+    pub email_bidx: Option<String>,
+    pub email_exact_bidx: Option<Vec<u8>>,
+    pub encrypted_kms_key: KmsKey,
+}

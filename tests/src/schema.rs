@@ -21,3 +21,13 @@ diesel::table! {
         encrypted_kms_key_phone -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    people (id) {
+        id -> Integer,
+        email_enc -> Nullable<Text>,
+        email_bidx -> Nullable<Text>,
+        email_exact_bidx -> Nullable<Binary>,
+        encrypted_kms_key -> Nullable<Text>,
+    }
+}

@@ -151,6 +151,39 @@ pub mod hooked {
     pub enum Relation {}
 }
 
+/// [`crate::models::Person`] as a SeaORM entity.
+pub mod person {
+    use kms_fields::KmsEncrypted;
+    use kms_fields_seaorm::KmsKey;
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Default, DeriveEntityModel, KmsEncrypted)]
+    #[sea_orm(table_name = "people")]
+    #[kms(model_name = "Person", key(key_id = "insecure-test-key"))]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        #[sea_orm(column_type = "Text", nullable)]
+        #[kms(
+            encrypted,
+            blind_index(expression = kms_fields::blind_index::normalize::trim_lowercase, unique),
+            blind_index(column = "email_exact_bidx", algorithm = "pbkdf2_sha256", iterations = 1000, size = 16, master_key = "v2")
+        )]
+        pub email_enc: Option<String>,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub email_bidx: Option<String>,
+        #[sea_orm(column_type = "Blob", nullable)]
+        pub email_exact_bidx: Option<Vec<u8>>,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub encrypted_kms_key: KmsKey,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// A SeaORM connection to a test database (search path / file / database of its own).
 pub async fn connect(url: &str, pg_schema: Option<&str>) -> sea_orm::DatabaseConnection {
     let mut opts = sea_orm::ConnectOptions::new(url.to_owned());

@@ -365,6 +365,19 @@ macro_rules! seaorm_migrator {
             let reader = Kms::new();
             assert_eq!(loaded.email(&reader).await.unwrap().as_deref(), Some("test@example.org"));
             assert_eq!(loaded.phone(&reader).await.unwrap().as_deref(), Some("555-555-5555"));
+            // the people table with its blind-index columns
+            use kms_fields_tests::sea::person;
+            let bidx_kms = Kms::builder()
+                .blind_index_key(kms_fields::blind_index::MasterKey::generate().unwrap())
+                .blind_index_key_named("v2", kms_fields::blind_index::MasterKey::generate().unwrap())
+                .build();
+            let mut p = person::Model::default();
+            p.set_email(&bidx_kms, Some("ada@example.org")).await.unwrap();
+            insert(&db, &bidx_kms, &mut p).await.unwrap();
+            use sea_orm::{ColumnTrait, QueryFilter};
+            let wanted = person::Model::email_bidx_async(&bidx_kms, "ADA@example.org").await.unwrap();
+            let found = person::Entity::find().filter(person::Column::EmailBidx.eq(wanted)).one(&db).await.unwrap();
+            assert_eq!(found.map(|f| f.id), Some(p.id));
             kms_fields_migrations::sea::Migrator::down(&db, None).await.unwrap();
             assert!(user::Entity::find().all(&db).await.is_err(), "the table is gone");
         }

@@ -6,10 +6,15 @@
 //! record's data key (drawn fresh, or unwrapped once from the key column) → the save flow wraps
 //! a new data key with the KMS, with the record's encryption context → the ORM writes the row.
 
+mod blind_index;
 mod ciphertext;
 mod key_column;
 mod ops;
 pub mod save;
+
+pub use blind_index::{
+    bidx_bytes, bidx_text, blind_index_value, blind_index_value_async, blind_index_values,
+};
 
 pub use ciphertext::{CiphertextColumn, StoredCiphertext};
 pub use key_column::{AsKeyColumn, KeyColumn};
@@ -50,6 +55,21 @@ pub struct AttrDef {
     /// While the key column is NULL, the value is a kms_rails envelope (feature `kms-rails`),
     /// with this optional one-pair encryption context.
     pub kms_rails: Option<KmsRailsAttr>,
+}
+
+/// One blind index of a model (see [`crate::blind_index`]): `#[kms(encrypted, blind_index(...))]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BidxDef {
+    /// Index into [`KmsModel::ATTRIBUTES`] of the indexed attribute.
+    pub attr: usize,
+    /// The bidx column (`email_bidx`).
+    pub column: &'static str,
+    /// Raw bytes in a binary column, rather than base64 text.
+    pub binary: bool,
+    /// Whether the column should carry a unique index (used by the migration helpers).
+    pub unique: bool,
+    /// The name of the [`Kms`](crate::Kms) blind-index master key (`None`: the default one).
+    pub master_key: Option<&'static str>,
 }
 
 /// A kms_rails attribute being migrated (see [`crate::kms_rails`]).
@@ -113,6 +133,18 @@ pub trait KmsModel: Send + Sync {
     const KEYS: &'static [KeyDef];
     /// The model's encrypted attributes.
     const ATTRIBUTES: &'static [AttrDef];
+    /// The model's blind indexes.
+    const BLIND_INDEXES: &'static [BidxDef] = &[];
+
+    /// The index computation of blind index `bidx` (a position in
+    /// [`BLIND_INDEXES`](Self::BLIND_INDEXES)).
+    fn blind_index(bidx: usize) -> Result<&'static crate::blind_index::BlindIndex> {
+        let _ = bidx;
+        Err(Error::new(
+            ErrorKind::Config,
+            format!("{} has no blind index #{bidx}", Self::MODEL_NAME),
+        ))
+    }
 
     /// The key spec of key `key`.
     fn key_spec(key: usize) -> &'static KeySpec;

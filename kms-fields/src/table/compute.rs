@@ -34,7 +34,7 @@ fn row_location(t: &TableSpec, row: &Row) -> String {
 }
 
 /// A ciphertext column's raw bytes (base64-decoded for text columns).
-fn raw_ciphertext(a: &AttrSpec, stored: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn raw_ciphertext(a: &AttrSpec, stored: &[u8]) -> Result<Vec<u8>> {
     if a.binary {
         return Ok(stored.to_vec());
     }
@@ -127,16 +127,16 @@ pub(crate) async fn backfill_row(kms: &Kms, t: &TableSpec, row: &Row) -> Result<
 }
 
 /// Run `f` over `rows` with at most `concurrency` in flight; results in input order.
-pub(crate) async fn for_each_row<'r, F, Fut>(
+pub(crate) async fn for_each_row<'r, F, Fut, T>(
     rows: &'r [Row],
     concurrency: usize,
     f: F,
-) -> Vec<Result<NewValues>>
+) -> Vec<Result<T>>
 where
     F: Fn(&'r Row) -> Fut,
-    Fut: std::future::Future<Output = Result<NewValues>>,
+    Fut: std::future::Future<Output = Result<T>>,
 {
-    let mut out: Vec<(usize, Result<NewValues>)> = futures::stream::iter(rows.iter().enumerate())
+    let mut out: Vec<(usize, Result<T>)> = futures::stream::iter(rows.iter().enumerate())
         .map(|(i, row)| {
             let fut = f(row);
             async move { (i, fut.await) }

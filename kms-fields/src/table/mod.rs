@@ -27,12 +27,15 @@
 //! batch (at most `batch_size / concurrency` KMS round trips) — lower `batch_size` to shorten it.
 //!
 //! [`backfill_table`] encrypts existing plaintext columns into the ciphertext and key columns
-//! (Lockbox's `migrate`), resumable the same way.
+//! (Lockbox's `migrate`), resumable the same way; [`backfill_blind_index`] fills a blind-index
+//! column of existing rows (a new index, or the second column of an index being rotated).
 
+mod blind_index;
 mod compute;
 mod run;
 mod statements;
 
+pub use blind_index::backfill_blind_index;
 pub use run::{Row, TableDb, backfill_table, key_versions, rotate_table};
 
 use std::time::Duration;

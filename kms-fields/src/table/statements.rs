@@ -302,3 +302,34 @@ pub(crate) fn key_versions(b: BackendKind, table: &str, key_column: &str) -> Str
         b.quote(table)
     )
 }
+
+/// `UPDATE … SET <bidx> = ? WHERE <key> = <old> AND <ciphertext> = <old> AND <bidx> IS NULL
+/// AND id = ?` (blind-index backfill; `t` holds only the indexed attribute).
+pub(crate) fn bidx_update(
+    b: BackendKind,
+    t: &TableSpec,
+    bidx_column: &str,
+    row: &Row,
+    value: SqlValue,
+) -> Statement {
+    let mut binds = vec![value];
+    let mut guards = Vec::new();
+    for (a, old) in t.attributes.iter().zip(&row.cols) {
+        binds.push(col_value(a, old.clone()));
+        guards.push(null_safe_eq(b, &b.quote(&a.column), &b.placeholder(binds.len())));
+    }
+    binds.push(SqlValue::Text(row.key.clone()));
+    guards.push(format!("{} = {}", b.quote(&t.key_column), b.placeholder(binds.len())));
+    binds.push(id_bind(t, &row.id));
+    let sql = format!(
+        "UPDATE {} SET {} = {} WHERE {} AND {} IS NULL AND {} = {}",
+        b.quote(&t.table),
+        b.quote(bidx_column),
+        b.placeholder(1),
+        guards.join(" AND "),
+        b.quote(bidx_column),
+        id_column_expr(b, t),
+        b.placeholder(binds.len())
+    );
+    (sql, binds)
+}

@@ -1,0 +1,12 @@
+use kms_fields::{KeyColumn, KmsEncrypted};
+
+#[derive(KmsEncrypted)]
+pub struct User {
+    pub id: i32,
+    #[kms(encrypted, blind_index)]
+    pub email_enc: Option<String>,
+    pub email_bidx: Option<String>,
+    pub encrypted_kms_key: KeyColumn,
+}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use kms_fields::{KeyColumn, KmsEncrypted};
+
+#[derive(KmsEncrypted)]
+#[kms(table = "users")]
+pub struct User {
+    pub id: i32,
+    #[kms(encrypted, blind_index(lowercase))]
+    pub email_enc: Option<String>,
+    pub email_bidx: Option<String>,
+    pub encrypted_kms_key: KeyColumn,
+}
+
+fn main() {}
