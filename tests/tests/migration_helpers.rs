@@ -8,7 +8,7 @@ use kms_fields_diesel::{BackendKind, KmsKey};
 use kms_fields_tests::db::{MysqlDb, PgDb, SqliteDb};
 
 diesel::table! {
-    people (id) {
+    contacts (id) {
         id -> Integer,
         name -> Nullable<Text>,
         email_enc -> Nullable<Text>,
@@ -18,7 +18,7 @@ diesel::table! {
 }
 
 #[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, KmsEncrypted)]
-#[diesel(table_name = people)]
+#[diesel(table_name = contacts)]
 #[kms(key(key_id = "insecure-test-key"))]
 struct Person {
     #[diesel(deserialize_as = i32)]
@@ -50,8 +50,8 @@ macro_rules! helper_suite {
             };
             p.set_email_blocking(&kms, Some("ada@example.org")).unwrap();
             p.set_photo_blocking(&kms, Some(&[0u8, 1, 2, 255])).unwrap();
-            kms_fields_diesel::insert(&mut conn, &kms, people::table, &mut p).unwrap();
-            let back: Person = people::table
+            kms_fields_diesel::insert(&mut conn, &kms, contacts::table, &mut p).unwrap();
+            let back: Person = contacts::table
                 .find(p.id.unwrap())
                 .select(Person::as_select())
                 .first(&mut conn)
@@ -63,14 +63,14 @@ macro_rules! helper_suite {
             assert_eq!(back.photo_blocking(&kms).unwrap(), Some(vec![0, 1, 2, 255]));
             // a unique blind-index column refuses duplicates
             let bidx = [Column::blind_index("email_bidx", true)];
-            conn.batch_execute(&add_columns($backend, "people", &bidx))
+            conn.batch_execute(&add_columns($backend, "contacts", &bidx))
                 .unwrap();
-            conn.batch_execute("UPDATE people SET email_bidx = 'same'")
+            conn.batch_execute("UPDATE contacts SET email_bidx = 'same'")
                 .unwrap();
             let dup =
-                conn.batch_execute("INSERT INTO people (name, email_bidx) VALUES ('x', 'same')");
+                conn.batch_execute("INSERT INTO contacts (name, email_bidx) VALUES ('x', 'same')");
             assert!(dup.is_err(), "unique index enforced");
-            conn.batch_execute(&drop_columns($backend, "people", &bidx))
+            conn.batch_execute(&drop_columns($backend, "contacts", &bidx))
                 .unwrap();
             conn.batch_execute(&model_down::<Person>($backend).unwrap())
                 .unwrap();
@@ -82,17 +82,17 @@ helper_suite!(
     postgres_helpers,
     PgDb,
     BackendKind::Postgres,
-    "CREATE TABLE people (id SERIAL PRIMARY KEY, name TEXT)"
+    "CREATE TABLE contacts (id SERIAL PRIMARY KEY, name TEXT)"
 );
 helper_suite!(
     sqlite_helpers,
     SqliteDb,
     BackendKind::Sqlite,
-    "CREATE TABLE people (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT)"
+    "CREATE TABLE contacts (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT)"
 );
 helper_suite!(
     mysql_helpers,
     MysqlDb,
     BackendKind::Mysql,
-    "CREATE TABLE people (id INTEGER AUTO_INCREMENT PRIMARY KEY, name TEXT)"
+    "CREATE TABLE contacts (id INTEGER AUTO_INCREMENT PRIMARY KEY, name TEXT)"
 );
