@@ -181,7 +181,10 @@ fn openssl() {
         }
         Ok(out) => println!(
             "\nopenssl speed failed: {}",
-            String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
         ),
         Err(_) => println!("\nopenssl not found: no comparison figures"),
     }
@@ -219,14 +222,30 @@ fn main() {
             let label = format!("LocalFileSystem, {backend:?}");
             run(&label, local(), Mode::Encrypted, backend, &block, size).await;
         }
-        run("LocalFileSystem, plain", local(), Mode::Plain, Backend::default(), &block, size).await;
+        run(
+            "LocalFileSystem, plain",
+            local(),
+            Mode::Plain,
+            Backend::default(),
+            &block,
+            size,
+        )
+        .await;
         for &backend in Backend::all() {
             let label = format!("InMemory, {backend:?}");
             let mem = Arc::new(object_store::memory::InMemory::new());
             run(&label, mem, Mode::Encrypted, backend, &block, size).await;
         }
         let mem = Arc::new(object_store::memory::InMemory::new());
-        run("InMemory, plain", mem, Mode::Plain, Backend::default(), &block, size).await;
+        run(
+            "InMemory, plain",
+            mem,
+            Mode::Plain,
+            Backend::default(),
+            &block,
+            size,
+        )
+        .await;
     });
     if !quick {
         openssl();

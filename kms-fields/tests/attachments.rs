@@ -16,9 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use futures::StreamExt;
 use kms_fields::attachments::format::{self, Header};
-use kms_fields::attachments::{
-    AttachmentKey, AttachmentStore, Mode, StoreSelector, TenantStores,
-};
+use kms_fields::attachments::{AttachmentKey, AttachmentStore, Mode, StoreSelector, TenantStores};
 use kms_fields::cipher::Backend;
 use kms_fields::{DataKey, ErrorKind};
 use object_store::path::Path;
@@ -152,7 +150,14 @@ fn small(store: &Arc<dyn ObjectStore>, mode: Mode) -> AttachmentStore {
 }
 
 async fn raw(store: &Arc<dyn ObjectStore>, path: &Path) -> Vec<u8> {
-    store.get(path).await.unwrap().bytes().await.unwrap().to_vec()
+    store
+        .get(path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec()
 }
 
 async fn put_raw(store: &Arc<dyn ObjectStore>, path: &Path, bytes: Vec<u8>) {
@@ -193,7 +198,10 @@ async fn round_trips(kind: Kind) {
     let t = test_store(kind, "rt");
     let k = key(1, "contract");
     for (segment, sizes) in [
-        (1024u32, vec![0usize, 1, 1023, 1024, 1025, 2048, 10 * 1024 + 17]),
+        (
+            1024u32,
+            vec![0usize, 1, 1023, 1024, 1025, 2048, 10 * 1024 + 17],
+        ),
         (65536, vec![0, 1, 65536, 65537, 5 * 65536 + 3]),
     ] {
         let store = AttachmentStore::builder(t.store.clone())
@@ -205,7 +213,10 @@ async fn round_trips(kind: Kind) {
             let path = Path::from(format!("rt/{segment}/{n}"));
             let out = store.put(&path, &k, &data[..]).await.unwrap();
             let stored = format::encrypted_len(n as u64, segment).unwrap();
-            assert_eq!((out.size, out.stored_size, out.multipart), (n as u64, stored, false));
+            assert_eq!(
+                (out.size, out.stored_size, out.multipart),
+                (n as u64, stored, false)
+            );
             assert_eq!(raw(&t.store, &path).await.len() as u64, stored);
 
             let got = store.get(&path, &k).await.unwrap();
@@ -221,7 +232,13 @@ async fn round_trips(kind: Kind) {
 
             let meta = store.head(&path).await.unwrap();
             assert_eq!(
-                (meta.size, meta.stored_size, meta.encrypted, meta.format_version, meta.segment_size),
+                (
+                    meta.size,
+                    meta.stored_size,
+                    meta.encrypted,
+                    meta.format_version,
+                    meta.segment_size
+                ),
                 (n as u64, stored, true, Some(1), Some(segment))
             );
 
@@ -252,7 +269,10 @@ async fn multipart(kind: Kind) {
     let path = Path::from("mp/big.bin");
     let out = store.put(&path, &k, &data[..]).await.unwrap();
     assert!(out.multipart);
-    assert_eq!(out.stored_size, format::encrypted_len(data.len() as u64, 65536).unwrap());
+    assert_eq!(
+        out.stored_size,
+        format::encrypted_len(data.len() as u64, 65536).unwrap()
+    );
     assert_eq!(store.get_bytes(&path, &k).await.unwrap(), data);
     // a range across the 5 MiB part boundary of the stored object
     let r = (5 << 20) - 100_000..(5 << 20) + 100_000;
@@ -271,15 +291,15 @@ async fn ranges(kind: Kind) {
         let path = Path::from(format!("rg/{mode:?}"));
         store.put(&path, &k, &data[..]).await.unwrap();
         for r in [
-            0..1024u64,     // exactly the first segment
-            1024..2048,     // exactly the second
-            2048..2049,     // first byte of a segment
-            1023..1025,     // across a boundary
-            5..10,          // inside one segment
-            3000..9000,     // across many
-            0..10_000,      // all
-            9216..10_000,   // the final (partial) segment
-            9990..20_000,   // end past the size: clamped
+            0..1024u64,   // exactly the first segment
+            1024..2048,   // exactly the second
+            2048..2049,   // first byte of a segment
+            1023..1025,   // across a boundary
+            5..10,        // inside one segment
+            3000..9000,   // across many
+            0..10_000,    // all
+            9216..10_000, // the final (partial) segment
+            9990..20_000, // end past the size: clamped
             9_999..u64::MAX,
         ] {
             let got = store.get_range(&path, &k, r.clone()).await.unwrap();
@@ -318,29 +338,51 @@ async fn head_delete_copy(kind: Kind) {
     store.put(&a, &k, &data[..]).await.unwrap();
 
     store.copy(&a, &b).await.unwrap();
-    assert_eq!(store.get_bytes(&b, &k).await.unwrap(), data, "a copy reads with the same key");
-    assert_eq!(store.get_range(&b, &k, 1000..2000).await.unwrap(), &data[1000..2000]);
+    assert_eq!(
+        store.get_bytes(&b, &k).await.unwrap(),
+        data,
+        "a copy reads with the same key"
+    );
+    assert_eq!(
+        store.get_range(&b, &k, 1000..2000).await.unwrap(),
+        &data[1000..2000]
+    );
 
     store.delete(&a).await.unwrap();
     let e = store.get(&a, &k).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     assert_eq!(e.to_string(), "attachment not found: hdc/a");
-    assert_eq!(store.head(&a).await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(store.get_bytes(&a, &k).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        store.head(&a).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        store.get_bytes(&a, &k).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     store.delete(&a).await.unwrap(); // idempotent on every store
-    assert_eq!(store.copy(&a, &b).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        store.copy(&a, &b).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     assert_eq!(store.get_bytes(&b, &k).await.unwrap(), data);
 
     // head of a plain object through an encrypted store: reported as not encrypted
     put_raw(&t.store, &a, b"just some text".to_vec()).await;
     let meta = store.head(&a).await.unwrap();
     assert!(!meta.encrypted);
-    assert_eq!((meta.size, meta.stored_size, meta.format_version), (14, 14, None));
+    assert_eq!(
+        (meta.size, meta.stored_size, meta.format_version),
+        (14, 14, None)
+    );
     // an empty object
     put_raw(&t.store, &a, Vec::new()).await;
     let meta = store.head(&a).await.unwrap();
     assert_eq!((meta.size, meta.encrypted), (0, false));
-    assert_eq!(store.get(&a, &k).await.unwrap_err().kind(), ErrorKind::BadFormat);
+    assert_eq!(
+        store.get(&a, &k).await.unwrap_err().kind(),
+        ErrorKind::BadFormat
+    );
 }
 
 async fn metadata(kind: Kind) {
@@ -350,14 +392,21 @@ async fn metadata(kind: Kind) {
         let store = small(&t.store, mode);
         let path = Path::from(format!("md/{mode:?}"));
         store.put(&path, &k, &b"hello"[..]).await.unwrap();
-        let r = t.store.get_opts(&path, GetOptions::default()).await.unwrap();
+        let r = t
+            .store
+            .get_opts(&path, GetOptions::default())
+            .await
+            .unwrap();
         let attr = |a: Attribute| r.attributes.get(&a).map(|v| v.as_ref().to_owned());
         if kind == Kind::Local {
             // LocalFileSystem keeps no metadata; the header is authoritative anyway.
             assert!(r.attributes.is_empty());
             continue;
         }
-        assert_eq!(attr(Attribute::Metadata("kms-fields-format".into())).as_deref(), Some(format));
+        assert_eq!(
+            attr(Attribute::Metadata("kms-fields-format".into())).as_deref(),
+            Some(format)
+        );
         if mode == Mode::Encrypted {
             assert_eq!(
                 attr(Attribute::Metadata("kms-fields-segment-size".into())).as_deref(),
@@ -367,7 +416,10 @@ async fn metadata(kind: Kind) {
                 attr(Attribute::ContentType).as_deref(),
                 Some("application/octet-stream")
             );
-            assert_eq!(store.head(&path).await.unwrap().format_metadata.as_deref(), Some("1"));
+            assert_eq!(
+                store.head(&path).await.unwrap().format_metadata.as_deref(),
+                Some("1")
+            );
         }
     }
 }
@@ -394,7 +446,10 @@ async fn plain_mode(kind: Kind) {
     );
     // migrate the tenant to encryption
     let new = key(7, "scan");
-    plain.reencrypt_to(&path, &k, &enc, &path, &new).await.unwrap();
+    plain
+        .reencrypt_to(&path, &k, &enc, &path, &new)
+        .await
+        .unwrap();
     assert!(enc.head(&path).await.unwrap().encrypted);
     assert_eq!(enc.get_bytes(&path, &new).await.unwrap(), data);
 }
@@ -415,7 +470,10 @@ async fn tampering(kind: Kind) {
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
     cases.push(("drop the final segment", good[..seg(3).end].to_vec()));
     cases.push(("drop the final byte", good[..good.len() - 1].to_vec()));
-    cases.push(("drop the final segment and a tag", good[..seg(3).end - 16].to_vec()));
+    cases.push((
+        "drop the final segment and a tag",
+        good[..seg(3).end - 16].to_vec(),
+    ));
     let mut swapped = good.clone();
     swapped[seg(1)].copy_from_slice(&good[seg(2)]);
     swapped[seg(2)].copy_from_slice(&good[seg(1)]);
@@ -423,7 +481,14 @@ async fn tampering(kind: Kind) {
     let mut dup = good.clone();
     dup[seg(2)].copy_from_slice(&good[seg(1)]);
     cases.push(("duplicate segment 1", dup));
-    for at in [48 + 10, seg(2).start + 500, good.len() - 1, 20 /* salt */, 44 /* prefix */, 7 /* segment size */] {
+    for at in [
+        48 + 10,
+        seg(2).start + 500,
+        good.len() - 1,
+        20, /* salt */
+        44, /* prefix */
+        7,  /* segment size */
+    ] {
         let mut flipped = good.clone();
         flipped[at] ^= 0x40;
         cases.push(("flip one byte", flipped));
@@ -441,7 +506,11 @@ async fn tampering(kind: Kind) {
     for (i, (what, bytes)) in cases.into_iter().enumerate() {
         let p = Path::from(format!("tp/bad{i}"));
         put_raw(&t.store, &p, bytes).await;
-        assert_eq!(read_error(&store, &p, &k).await, ErrorKind::DecryptionFailed, "{what}");
+        assert_eq!(
+            read_error(&store, &p, &k).await,
+            ErrorKind::DecryptionFailed,
+            "{what}"
+        );
     }
 
     // Verified segments before the bad one are delivered, then an error: never a clean end.
@@ -451,27 +520,53 @@ async fn tampering(kind: Kind) {
     put_raw(&t.store, &p, late).await;
     let (delivered, err) = drain(store.get(&p, &k).await.unwrap()).await;
     assert_eq!(err.unwrap().kind(), ErrorKind::DecryptionFailed);
-    assert_eq!(delivered, data[..3 * 1024], "only the verified segments 0..=2");
+    assert_eq!(
+        delivered,
+        data[..3 * 1024],
+        "only the verified segments 0..=2"
+    );
     // ranged reads verify the segments they touch
-    assert_eq!(store.get_range(&p, &k, 0..3072).await.unwrap(), &data[..3072]);
+    assert_eq!(
+        store.get_range(&p, &k, 0..3072).await.unwrap(),
+        &data[..3072]
+    );
     let e = store.get_range(&p, &k, 3000..3100).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::DecryptionFailed);
     let p = Path::from("tp/truncated");
     put_raw(&t.store, &p, good[..seg(3).end].to_vec()).await;
     let e = store.get_range(&p, &k, 3500..4000).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::DecryptionFailed, "the new 'final' segment was not final");
+    assert_eq!(
+        e.kind(),
+        ErrorKind::DecryptionFailed,
+        "the new 'final' segment was not final"
+    );
 
     // wrong data key, wrong logical name
-    assert_eq!(read_error(&store, &a, &key(9, "contract")).await, ErrorKind::DecryptionFailed);
-    assert_eq!(read_error(&store, &a, &key(8, "invoice")).await, ErrorKind::DecryptionFailed);
     assert_eq!(
-        store.get_range(&a, &key(8, "invoice"), 0..10).await.unwrap_err().kind(),
+        read_error(&store, &a, &key(9, "contract")).await,
+        ErrorKind::DecryptionFailed
+    );
+    assert_eq!(
+        read_error(&store, &a, &key(8, "invoice")).await,
+        ErrorKind::DecryptionFailed
+    );
+    assert_eq!(
+        store
+            .get_range(&a, &key(8, "invoice"), 0..10)
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::DecryptionFailed
     );
 
     // not an attachment at all, an unknown version
     let p = Path::from("tp/zip");
-    put_raw(&t.store, &p, b"PK\x03\x04 a zip file, not encrypted at all......................".to_vec()).await;
+    put_raw(
+        &t.store,
+        &p,
+        b"PK\x03\x04 a zip file, not encrypted at all......................".to_vec(),
+    )
+    .await;
     assert_eq!(read_error(&store, &p, &k).await, ErrorKind::BadFormat);
     let mut v2 = good.clone();
     v2[4] = 2;
@@ -480,10 +575,17 @@ async fn tampering(kind: Kind) {
     assert_eq!(e.kind(), ErrorKind::BadFormat);
     assert!(e.to_string().contains("version 2"), "{e}");
     put_raw(&t.store, &p, good[..30].to_vec()).await;
-    assert_eq!(read_error(&store, &p, &k).await, ErrorKind::DecryptionFailed, "a truncated header");
+    assert_eq!(
+        read_error(&store, &p, &k).await,
+        ErrorKind::DecryptionFailed,
+        "a truncated header"
+    );
 
     // errors and Debug never show plaintext or key bytes
-    let e = store.get_bytes(&Path::from("tp/late"), &k).await.unwrap_err();
+    let e = store
+        .get_bytes(&Path::from("tp/late"), &k)
+        .await
+        .unwrap_err();
     let text = format!("{e} {e:?} {k:?}");
     assert!(!text.contains("0808080808"), "{text}");
 }
@@ -501,13 +603,19 @@ async fn reencrypt(kind: Kind) {
     assert_eq!(out.size, data.len() as u64);
     let after = raw(&t.store, &path).await;
     assert_ne!(before[9..41], after[9..41], "a fresh salt");
-    assert_eq!(read_error(&store, &path, &old).await, ErrorKind::DecryptionFailed);
+    assert_eq!(
+        read_error(&store, &path, &old).await,
+        ErrorKind::DecryptionFailed
+    );
     assert_eq!(store.get_bytes(&path, &new).await.unwrap(), data);
 
     // to another path and segment size
     let big = AttachmentStore::new(t.store.clone());
     let dest = Path::from("re/rotated.pdf");
-    store.reencrypt_to(&path, &new, &big, &dest, &old).await.unwrap();
+    store
+        .reencrypt_to(&path, &new, &big, &dest, &old)
+        .await
+        .unwrap();
     assert_eq!(big.head(&dest).await.unwrap().segment_size, Some(65536));
     assert_eq!(big.get_bytes(&dest, &old).await.unwrap(), data);
 
@@ -525,7 +633,10 @@ async fn reencrypt(kind: Kind) {
         ro.reencrypt(&path, &new, &old).await.unwrap_err(),
         ro.delete(&path).await.unwrap_err(),
         ro.copy(&path, &dest).await.unwrap_err(),
-        store.reencrypt_to(&path, &new, &ro, &dest, &old).await.unwrap_err(),
+        store
+            .reencrypt_to(&path, &new, &ro, &dest, &old)
+            .await
+            .unwrap_err(),
         ro.put_bytes(&path, &new, "x").await.unwrap_err(),
     ] {
         assert_eq!(e.kind(), ErrorKind::Config, "{e}");
@@ -554,10 +665,18 @@ async fn known_answers(kind: Kind) {
             .put_with_header(&path, &k, kat_header(&kat, segment), &plaintext[..])
             .await
             .unwrap();
-        assert_eq!(hex::encode(raw(&t.store, &path).await), hex::encode(&expected), "{name}");
+        assert_eq!(
+            hex::encode(raw(&t.store, &path).await),
+            hex::encode(&expected),
+            "{name}"
+        );
         // and Python's bytes decrypt here
         put_raw(&t.store, &path, expected.clone()).await;
-        assert_eq!(store.get_bytes(&path, &k).await.unwrap(), plaintext, "{name}");
+        assert_eq!(
+            store.get_bytes(&path, &k).await.unwrap(),
+            plaintext,
+            "{name}"
+        );
     }
 }
 
@@ -623,7 +742,11 @@ fn known_answers_every_backend() {
         );
         for &backend in Backend::all() {
             let ct = format::encrypt_to_vec(backend, &data_key, name, header, &plaintext).unwrap();
-            assert_eq!(hex::encode(&ct), case["ciphertext_hex"].as_str().unwrap(), "{name} {backend:?}");
+            assert_eq!(
+                hex::encode(&ct),
+                case["ciphertext_hex"].as_str().unwrap(),
+                "{name} {backend:?}"
+            );
             let pt = format::decrypt_from_slice(backend, &data_key, name, &ct).unwrap();
             assert_eq!(&pt[..], &plaintext[..]);
         }
@@ -642,11 +765,11 @@ fn one_byte_object_layout() {
     assert_eq!(
         &ct[..96],
         concat!(
-            "4b4d5346",         // KMSF
-            "01",               // version
-            "00000400",         // segment size 1024
+            "4b4d5346",                                                         // KMSF
+            "01",                                                               // version
+            "00000400",                                                         // segment size 1024
             "a0a1a2a3a4a5a6a7a8a9aaabacadaeafa0a1a2a3a4a5a6a7a8a9aaabacadaeaf", // salt
-            "f0e1d2c3b4a596"    // nonce prefix
+            "f0e1d2c3b4a596"                                                    // nonce prefix
         )
     );
 }
@@ -682,7 +805,10 @@ async fn python_decodes_what_we_write() {
             }
             std::fs::write(&file, &stored).unwrap();
             let out = python()
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gen_attachment_kat.py"))
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/data/gen_attachment_kat.py"
+                ))
                 .args(["--decode", file.to_str().unwrap()])
                 .args(["--key", &hex::encode(data_key.expose_secret())])
                 .args(["--name", k.name()])
@@ -691,8 +817,15 @@ async fn python_decodes_what_we_write() {
             if tamper {
                 assert!(!out.status.success(), "tampered {n} decoded");
             } else {
-                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-                assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), hex::encode(&data));
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert_eq!(
+                    String::from_utf8(out.stdout).unwrap().trim(),
+                    hex::encode(&data)
+                );
             }
         }
     }
@@ -708,15 +841,27 @@ async fn tenant_selection() {
     for (tenant, encrypted) in [("acme", true), ("globex", false)] {
         let store = stores.select(tenant).unwrap();
         let path = Path::from(format!("{tenant}/logo"));
-        store.put_bytes(&path, &k, &b"logo bytes"[..]).await.unwrap();
+        store
+            .put_bytes(&path, &k, &b"logo bytes"[..])
+            .await
+            .unwrap();
         assert_eq!(store.head(&path).await.unwrap().encrypted, encrypted);
-        assert_eq!(store.get_bytes(&path, &k).await.unwrap(), &b"logo bytes"[..]);
+        assert_eq!(
+            store.get_bytes(&path, &k).await.unwrap(),
+            &b"logo bytes"[..]
+        );
     }
     let none = TenantStores::<String>::new();
     assert_eq!(none.select("x").unwrap_err().kind(), ErrorKind::Config);
     // a closure selects per record
     let enc = AttachmentStore::new(bucket);
-    let by_flag = move |secret: &bool| -> kms_fields::Result<AttachmentStore> { Ok(if *secret { enc.clone() } else { enc.to_builder().mode(Mode::Plain).build()? }) };
+    let by_flag = move |secret: &bool| -> kms_fields::Result<AttachmentStore> {
+        Ok(if *secret {
+            enc.clone()
+        } else {
+            enc.to_builder().mode(Mode::Plain).build()?
+        })
+    };
     assert_eq!(by_flag.select(&true).unwrap().mode(), Mode::Encrypted);
     assert_eq!(by_flag.select(&false).unwrap().mode(), Mode::Plain);
 }
@@ -725,6 +870,9 @@ async fn tenant_selection() {
 fn key_debug_is_redacted() {
     let k = key(0xAB, "contract");
     let dbg = format!("{k:?}");
-    assert_eq!(dbg, r#"AttachmentKey { name: "contract", data_key: [REDACTED] }"#);
+    assert_eq!(
+        dbg,
+        r#"AttachmentKey { name: "contract", data_key: [REDACTED] }"#
+    );
     assert!(!dbg.contains("ab") && !dbg.contains("171"));
 }

@@ -6,7 +6,12 @@
 //!
 //! A separate test binary, so no other test allocates meanwhile; the two tests take a lock.
 #![cfg(feature = "attachments")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::await_holding_lock)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::await_holding_lock
+)]
 
 use std::io::{Read, Write};
 use std::pin::Pin;
@@ -127,7 +132,11 @@ async fn stream_100_mib(store: Arc<dyn ObjectStore>, what: &str) {
     }
     let get_peak = HEAP.peak_usage().saturating_sub(baseline);
     assert_eq!(total, SIZE);
-    assert_eq!(h.finalize().to_vec(), digest, "SHA-256 of the 100 MiB round trip");
+    assert_eq!(
+        h.finalize().to_vec(),
+        digest,
+        "SHA-256 of the 100 MiB round trip"
+    );
 
     println!(
         "{what}: 100 MiB put peak heap growth {:.1} MiB, get {:.1} MiB (limit {} MiB)",
@@ -135,8 +144,16 @@ async fn stream_100_mib(store: Arc<dyn ObjectStore>, what: &str) {
         mib(get_peak),
         LIMIT >> 20
     );
-    assert!(put_peak < LIMIT, "{what} put: peak heap grew by {:.1} MiB", mib(put_peak));
-    assert!(get_peak < LIMIT, "{what} get: peak heap grew by {:.1} MiB", mib(get_peak));
+    assert!(
+        put_peak < LIMIT,
+        "{what} put: peak heap grew by {:.1} MiB",
+        mib(put_peak)
+    );
+    assert!(
+        get_peak < LIMIT,
+        "{what} get: peak heap grew by {:.1} MiB",
+        mib(get_peak)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +169,10 @@ async fn s3_moto_100_mib_bounded_memory() {
         panic!("KMS_FIELDS_MOTO_URL is not set: this S3 test needs moto (run scripts/test.sh, or start `moto_server -H 127.0.0.1 -p 5005` and export KMS_FIELDS_MOTO_URL=http://127.0.0.1:5005)")
     });
     let bucket = format!("kmsf-mem-{}", std::process::id());
-    let hostport = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let hostport = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
     let mut conn = std::net::TcpStream::connect(&hostport).unwrap();
     write!(
         conn,
@@ -161,7 +181,10 @@ async fn s3_moto_100_mib_bounded_memory() {
     .unwrap();
     let mut response = String::new();
     conn.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "CreateBucket: {response}");
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "CreateBucket: {response}"
+    );
     let s3 = object_store::aws::AmazonS3Builder::new()
         .with_endpoint(&url)
         .with_allow_http(true)

@@ -188,11 +188,7 @@ fn too_many_segments() -> Error {
 /// info = `"kms-fields attachment v1" ‖ 0x00 ‖ name`), 32 bytes. Public only for
 /// known-answer tests.
 #[doc(hidden)]
-pub fn derive_object_key(
-    data_key: &DataKey,
-    header: &Header,
-    name: &str,
-) -> Zeroizing<[u8; 32]> {
+pub fn derive_object_key(data_key: &DataKey, header: &Header, name: &str) -> Zeroizing<[u8; 32]> {
     let hk = Hkdf::<Sha256>::new(Some(&header.salt), data_key.expose_secret());
     let mut okm = Zeroizing::new([0u8; 32]);
     // 32 bytes is far below HKDF's 255 × 32 limit, so expand cannot fail.
@@ -589,9 +585,18 @@ mod tests {
     #[test]
     fn parse_errors() {
         assert_eq!(Header::parse(b"").unwrap_err().kind(), ErrorKind::BadFormat);
-        assert_eq!(Header::parse(b"PK\x03\x04 zip").unwrap_err().kind(), ErrorKind::BadFormat);
-        assert_eq!(Header::parse(b"KM").unwrap_err().kind(), ErrorKind::BadFormat);
-        assert_eq!(Header::parse(b"KMSF\x01").unwrap_err().kind(), ErrorKind::DecryptionFailed);
+        assert_eq!(
+            Header::parse(b"PK\x03\x04 zip").unwrap_err().kind(),
+            ErrorKind::BadFormat
+        );
+        assert_eq!(
+            Header::parse(b"KM").unwrap_err().kind(),
+            ErrorKind::BadFormat
+        );
+        assert_eq!(
+            Header::parse(b"KMSF\x01").unwrap_err().kind(),
+            ErrorKind::DecryptionFailed
+        );
         let mut b = header(1024).to_bytes();
         b[4] = 2;
         let e = Header::parse(&b).unwrap_err();
@@ -611,14 +616,23 @@ mod tests {
         // every other length is rejected
         for l in 0..encrypted_len(5 * 1024, s).unwrap() {
             if !seen.contains(&l) {
-                assert_eq!(plaintext_len(l, s).unwrap_err().kind(), ErrorKind::DecryptionFailed);
+                assert_eq!(
+                    plaintext_len(l, s).unwrap_err().kind(),
+                    ErrorKind::DecryptionFailed
+                );
             }
         }
         assert_eq!(encrypted_len(0, s).unwrap(), 64);
         assert_eq!(encrypted_len(1024, s).unwrap(), 48 + 1024 + 16);
         assert_eq!(encrypted_len(1025, s).unwrap(), 48 + 1025 + 32);
-        assert_eq!(encrypted_len(1024 << 32, s).unwrap(), 48 + (1024 << 32) + (16 << 32));
-        assert_eq!(encrypted_len((1024 << 32) + 1, s).unwrap_err().kind(), ErrorKind::Config);
+        assert_eq!(
+            encrypted_len(1024 << 32, s).unwrap(),
+            48 + (1024 << 32) + (16 << 32)
+        );
+        assert_eq!(
+            encrypted_len((1024 << 32) + 1, s).unwrap_err().kind(),
+            ErrorKind::Config
+        );
     }
 
     #[test]
@@ -629,7 +643,10 @@ mod tests {
                 let ct = encrypt_to_vec(backend, &key(), "doc", header(1024), &pt).unwrap();
                 assert_eq!(ct.len() as u64, encrypted_len(p as u64, 1024).unwrap());
                 for &b2 in Backend::all() {
-                    assert_eq!(&decrypt_from_slice(b2, &key(), "doc", &ct).unwrap()[..], &pt[..]);
+                    assert_eq!(
+                        &decrypt_from_slice(b2, &key(), "doc", &ct).unwrap()[..],
+                        &pt[..]
+                    );
                 }
             }
         }
@@ -687,7 +704,10 @@ mod tests {
         for i in 0..ct.len() {
             let mut bad = ct.clone();
             bad[i] ^= 0x01;
-            assert!(decrypt_from_slice(Backend::default(), &key(), "a", &bad).is_err(), "byte {i}");
+            assert!(
+                decrypt_from_slice(Backend::default(), &key(), "a", &bad).is_err(),
+                "byte {i}"
+            );
         }
     }
 }

@@ -150,7 +150,9 @@ impl AttachmentStoreBuilder {
             )));
         }
         if self.config.upload_concurrency == 0 {
-            return Err(Error::config("attachment upload concurrency must be at least 1"));
+            return Err(Error::config(
+                "attachment upload concurrency must be at least 1",
+            ));
         }
         Ok(AttachmentStore {
             store: self.store,
@@ -264,7 +266,10 @@ impl AttachmentStore {
         let meta = |k: &'static str| Attribute::Metadata(k.into());
         match self.config.mode {
             Mode::Encrypted => {
-                a.insert(meta(META_FORMAT), AttributeValue::from(FORMAT_VERSION.to_string()));
+                a.insert(
+                    meta(META_FORMAT),
+                    AttributeValue::from(FORMAT_VERSION.to_string()),
+                );
                 a.insert(
                     meta(META_SEGMENT_SIZE),
                     AttributeValue::from(self.config.segment_size.to_string()),
@@ -284,7 +289,12 @@ impl AttachmentStore {
     /// Write an attachment from any [`AsyncRead`], streaming: constant memory whatever its size,
     /// one PUT below the part size, a multipart upload above it (aborted on error, so a failed
     /// put never leaves a partial object). Replaces an existing object atomically.
-    pub async fn put<R>(&self, path: &Path, key: &AttachmentKey, mut reader: R) -> Result<PutOutcome>
+    pub async fn put<R>(
+        &self,
+        path: &Path,
+        key: &AttachmentKey,
+        mut reader: R,
+    ) -> Result<PutOutcome>
     where
         R: AsyncRead + Unpin,
     {
@@ -401,7 +411,8 @@ impl AttachmentStore {
         }
         let at = || format!("attachment {path}");
         let header = Header::parse(&head).map_err(|e| e.context(at()))?;
-        let layout = format::layout(stored_size, header.segment_size()).map_err(|e| e.context(at()))?;
+        let layout =
+            format::layout(stored_size, header.segment_size()).map_err(|e| e.context(at()))?;
         let opener = format::Opener::new(
             self.config.backend,
             key.data_key(),
@@ -473,7 +484,10 @@ impl AttachmentStore {
         if result.range != stored || result.meta.size != stored_size {
             return Err(Error::new(
                 ErrorKind::Storage,
-                format!("attachment {path}: the store returned bytes {:?} of {}, not {stored:?} of {stored_size}", result.range, result.meta.size),
+                format!(
+                    "attachment {path}: the store returned bytes {:?} of {}, not {stored:?} of {stored_size}",
+                    result.range, result.meta.size
+                ),
             ));
         }
         let opener = format::Opener::new(
@@ -593,8 +607,8 @@ impl AttachmentStore {
         let at = || format!("attachment {path}");
         match first.header {
             Ok(header) => {
-                let layout =
-                    format::layout(first.stored_size, header.segment_size()).map_err(|e| e.context(at()))?;
+                let layout = format::layout(first.stored_size, header.segment_size())
+                    .map_err(|e| e.context(at()))?;
                 Ok(AttachmentMeta {
                     size: layout.plaintext_len,
                     stored_size: first.stored_size,
@@ -777,7 +791,8 @@ mod tests {
         assert_eq!(e.to_string(), "attachment not found: a/b");
         let g = object_store::Error::Generic {
             store: "S3",
-            source: "Server returned non-2xx status code: 503 Service Unavailable: slow down".into(),
+            source: "Server returned non-2xx status code: 503 Service Unavailable: slow down"
+                .into(),
         };
         let e = store_error(g, "get", &p);
         assert_eq!(e.kind(), ErrorKind::Storage);
@@ -803,17 +818,26 @@ mod tests {
     fn builder_validates() {
         let mem: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
         let kind = |b: AttachmentStoreBuilder| b.build().unwrap_err().kind();
-        assert_eq!(kind(AttachmentStore::builder(mem.clone()).segment_size(512)), ErrorKind::Config);
+        assert_eq!(
+            kind(AttachmentStore::builder(mem.clone()).segment_size(512)),
+            ErrorKind::Config
+        );
         assert_eq!(
             kind(AttachmentStore::builder(mem.clone()).segment_size((16 << 20) + 1)),
             ErrorKind::Config
         );
-        assert_eq!(kind(AttachmentStore::builder(mem.clone()).part_size(1 << 20)), ErrorKind::Config);
+        assert_eq!(
+            kind(AttachmentStore::builder(mem.clone()).part_size(1 << 20)),
+            ErrorKind::Config
+        );
         assert_eq!(
             kind(AttachmentStore::builder(mem.clone()).upload_concurrency(0)),
             ErrorKind::Config
         );
-        let s = AttachmentStore::builder(mem).segment_size(1024).build().unwrap();
+        let s = AttachmentStore::builder(mem)
+            .segment_size(1024)
+            .build()
+            .unwrap();
         assert_eq!(s.segment_size(), 1024);
         assert!(!s.is_read_only() && s.read_only().is_read_only());
     }

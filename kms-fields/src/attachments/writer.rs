@@ -10,8 +10,7 @@ use bytes::{BufMut, Bytes};
 use futures::{Stream, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    Attributes, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    WriteMultipart,
+    Attributes, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, WriteMultipart,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -131,11 +130,7 @@ impl Upload {
                     attributes: self.attributes.clone(),
                     ..Default::default()
                 };
-                let result = match self
-                    .store
-                    .put_opts(&self.path, payload.clone(), opts)
-                    .await
-                {
+                let result = match self.store.put_opts(&self.path, payload.clone(), opts).await {
                     Err(object_store::Error::NotImplemented { .. })
                         if !self.attributes.is_empty() =>
                     {
@@ -270,7 +265,12 @@ where
             Some(h) => h,
             None => Header::generate(config.segment_size)?,
         };
-        Some(Sealer::new(config.backend, key.data_key(), key.name(), header))
+        Some(Sealer::new(
+            config.backend,
+            key.data_key(),
+            key.name(),
+            header,
+        ))
     } else {
         None
     };
@@ -312,7 +312,6 @@ where
         version: result.version,
     })
 }
-
 
 /// An error of the caller's source; a kms-fields error (a decrypting source in `reencrypt`)
 /// keeps its kind.
