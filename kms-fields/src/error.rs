@@ -21,7 +21,8 @@ pub enum ErrorKind {
     MissingKeyId,
     /// The key id needs a provider that is not compiled in (cargo feature) or not configured.
     ProviderUnavailable,
-    /// The KMS denied the call: missing permission, an encrypt-only credential asked to decrypt.
+    /// The KMS (or the attachment object store) denied the call: missing permission, an
+    /// encrypt-only credential asked to decrypt.
     AccessDenied,
     /// The master key exists but cannot be used: disabled, pending deletion, not found.
     KeyUnusable,
@@ -39,10 +40,16 @@ pub enum ErrorKind {
     Runtime,
     /// A database error, raised by the ORM glue crates.
     Database,
-    /// A guarded write lost against a concurrent writer (the row changed underneath).
+    /// A guarded write lost against a concurrent writer (the row, or an attachment object,
+    /// changed underneath).
     Conflict,
     /// An object (attachment) does not exist.
     NotFound,
+    /// A byte range outside the object (`start` at or past its size, or `start > end`).
+    InvalidRange,
+    /// The object store (or a source stream being uploaded) failed: network, server error, disk.
+    /// See [`Error::is_retryable`].
+    Storage,
 }
 
 /// The error type of every kms-fields crate.

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+#[cfg(feature = "attachments")]
+pub mod attachments;
 pub mod audit;
 pub mod blind_index;
 pub mod blocking;
