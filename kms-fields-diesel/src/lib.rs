@@ -9,6 +9,8 @@
 pub mod async_pg;
 mod connection;
 mod flow;
+#[cfg(feature = "attachments")]
+pub mod attachments;
 mod key_column;
 pub mod migration;
 pub mod rotation;

@@ -2,6 +2,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod hooks;
+#[cfg(feature = "attachments")]
+pub mod attachments;
 mod key_column;
 pub mod migration;
 pub mod rotation;

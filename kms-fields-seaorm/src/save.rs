@@ -315,7 +315,7 @@ pub async fn update_encrypted<M: KmsModel, C: ConnectionTrait>(
     }
 }
 
-async fn guarded_update<M: KmsModel, C: ConnectionTrait>(
+pub(crate) async fn guarded_update<M: KmsModel, C: ConnectionTrait>(
     db: &C,
     model: &mut M,
     key: usize,

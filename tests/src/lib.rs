@@ -382,3 +382,33 @@ pub fn drongo_kms() -> kms_fields::Kms {
     .expect("gcp client");
     kms_fields::Kms::builder().gcp(gcp).build()
 }
+
+/// An S3 bucket of its own on moto (`KMS_FIELDS_MOTO_URL`), through object_store. The bucket is
+/// created with a plain `PUT /<bucket>` (object_store cannot create buckets).
+pub fn moto_s3_store(tag: &str) -> std::sync::Arc<dyn object_store::ObjectStore> {
+    use std::io::{Read, Write};
+    let url = moto_url();
+    let bucket = db::unique(&format!("kmsf-{tag}")).to_lowercase().replace('_', "-");
+    let hostport = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let mut conn = std::net::TcpStream::connect(&hostport)
+        .unwrap_or_else(|e| panic!("cannot reach moto at {url}: {e}"));
+    write!(
+        conn,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("CreateBucket request");
+    let mut response = String::new();
+    conn.read_to_string(&mut response).expect("CreateBucket response");
+    assert!(response.starts_with("HTTP/1.1 200"), "CreateBucket {bucket}: {response}");
+    std::sync::Arc::new(
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&url)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name(&bucket)
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .build()
+            .expect("S3 store"),
+    )
+}

@@ -160,6 +160,7 @@
 pub mod format;
 mod key;
 mod reader;
+pub mod record;
 mod store;
 mod tenant;
 mod writer;

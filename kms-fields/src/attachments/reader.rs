@@ -154,31 +154,56 @@ impl Stream for AttachmentStream {
             if this.finished {
                 return Poll::Ready(None);
             }
-            if let Some(leftover) = this.pending.take() {
-                this.feed(&leftover);
+            ready!(this.poll_fill(cx));
+        }
+    }
+}
+
+impl AttachmentStream {
+    /// Read stored bytes until a verified chunk is ready, an error is recorded, or the object
+    /// ended.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if !self.ready.is_empty() || self.error.is_some() || self.finished {
+                return Poll::Ready(());
+            }
+            if let Some(leftover) = self.pending.take() {
+                self.feed(&leftover);
                 continue;
             }
-            match ready!(this.inner.poll_next_unpin(cx)) {
-                Some(Ok(chunk)) if this.opener.is_none() => {
+            match ready!(self.inner.poll_next_unpin(cx)) {
+                Some(Ok(chunk)) if self.opener.is_none() => {
                     // Plain mode: pass stored bytes through without a copy.
-                    this.ready.push_back(chunk);
+                    self.ready.push_back(chunk);
                 }
-                Some(Ok(chunk)) => this.feed(&chunk),
+                Some(Ok(chunk)) => self.feed(&chunk),
                 Some(Err(e)) => {
-                    let e = store_error(e, "read", &this.path);
-                    this.fail(e);
+                    let e = store_error(e, "read", &self.path);
+                    self.fail(e);
                 }
                 None => {
-                    this.finished = true;
-                    if let Some(opener) = &mut this.opener {
+                    self.finished = true;
+                    if let Some(opener) = &mut self.opener {
                         match opener.finish() {
-                            Ok(last) => this.ready.extend(last),
-                            Err(e) => this.fail(e),
+                            Ok(last) => self.ready.extend(last),
+                            Err(e) => self.fail(e),
                         }
                     }
                 }
             }
         }
+    }
+
+    /// Verify the first segment before handing the stream out: a wrong key (or a tampered first
+    /// segment) is an `Err` here rather than the stream's first item.
+    pub(crate) async fn first_segment_verified(mut self) -> Result<Self> {
+        futures::future::poll_fn(|cx| self.poll_fill(cx)).await;
+        if self.ready.is_empty() {
+            if let Some(e) = self.error.take() {
+                return Err(e);
+            }
+        }
+        Ok(self)
     }
 }
 
