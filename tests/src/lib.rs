@@ -7,6 +7,11 @@
     missing_debug_implementations
 )]
 
+/// The workspace README's code blocks, compiled and run as doc tests here (this crate depends
+/// on every crate they use).
+#[doc = include_str!("../../README.md")]
+pub mod readme {}
+
 pub mod db;
 pub mod models;
 pub mod schema;
