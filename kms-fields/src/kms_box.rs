@@ -119,7 +119,12 @@ impl KmsBox {
     ) -> Result<String> {
         let plaintext = Zeroizing::new(
             rmp_serde::to_vec_named(value)
-                .map_err(|e| Error::codec(format!("cannot serialise the value: {e}")))?,
+                .map_err(|e| {
+                    Error::codec(format!(
+                        "cannot serialise the value: {}",
+                        crate::codec::redact_serde(&e.to_string())
+                    ))
+                })?,
         );
         if let Ok(text) = rmp_serde::from_slice::<String>(&plaintext) {
             if Self::is_sealed(&text) && split_sealed(&text).is_ok() {

@@ -91,13 +91,28 @@ async fn reencrypt_moves_to_another_key_and_version() {
             .unwrap(),
         key
     );
-    // the v2 value is under the new key: a spec that only knows the old key cannot read it
-    let only_old = KeySpec::new().key_id(&old).version(2);
-    let e = kms
-        .unwrap_data_key(&only_old, None, &rewrapped, &|_| Ok(Some(ctx(6))))
+    // the v2 value is under the new key: KMS says which key decrypted it, and the old key
+    // refuses it (moto: a KeyId that is not the blob's is AccessDenied)
+    let blob = kms_fields::StoredKey::parse(&rewrapped).unwrap().ciphertext;
+    let client = moto_client().await;
+    let aws_ctx: std::collections::HashMap<String, String> =
+        [("model_id".to_owned(), "5".to_owned()), ("model_name".to_owned(), "User".to_owned())].into();
+    let out = client
+        .decrypt()
+        .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(blob.clone()))
+        .set_encryption_context(Some(aws_ctx.clone()))
+        .send()
         .await
-        .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::DecryptionFailed);
+        .unwrap();
+    assert_eq!(out.key_id(), Some(new.as_str()));
+    let refused = client
+        .decrypt()
+        .key_id(&old)
+        .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(blob))
+        .set_encryption_context(Some(aws_ctx))
+        .send()
+        .await;
+    assert!(refused.is_err(), "the old key cannot decrypt the re-encrypted value");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -233,4 +248,78 @@ async fn unknown_alias_is_key_unusable_and_dead_endpoint_is_retryable() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Provider);
     assert!(e.is_retryable(), "{e:?}");
+}
+
+/// A STAND-IN for the AWS KMS endpoint that answers every request with one KMS error (status
+/// and `__type`), for the error paths moto does not produce (disabled or pending-deletion
+/// keys, throttling). The real aws-sdk-kms client parses the responses over HTTP, so this
+/// tests the provider's error mapping end to end.
+fn fault_endpoint(status: u16, error_type: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut buf = [0u8; 65536];
+            let mut req = Vec::new();
+            // read headers and the body announced by Content-Length
+            loop {
+                let n = conn.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                        .unwrap_or(0);
+                    if req.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let body = format!("{{\"__type\":\"{error_type}\",\"message\":\"injected {error_type}\"}}");
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} Error\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kms_error_responses_map_to_error_kinds_over_http() {
+    let cases = [
+        (400, "DisabledException", ErrorKind::KeyUnusable, false),
+        (400, "KMSInvalidStateException", ErrorKind::KeyUnusable, false),
+        (400, "NotFoundException", ErrorKind::KeyUnusable, false),
+        (400, "AccessDeniedException", ErrorKind::AccessDenied, false),
+        (400, "InvalidCiphertextException", ErrorKind::DecryptionFailed, false),
+        (400, "ThrottlingException", ErrorKind::Provider, true),
+        (500, "KMSInternalException", ErrorKind::Provider, true),
+    ];
+    for (status, error_type, kind, retryable) in cases {
+        let conf = AwsProvider::default_config()
+            .endpoint_url(fault_endpoint(status, error_type))
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_kms::config::Credentials::new("t", "t", None, None, "static"))
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+            .load()
+            .await;
+        let kms = Kms::builder()
+            .aws(AwsProvider::new(aws_sdk_kms::Client::new(&conf)))
+            .build();
+        let spec = KeySpec::new().key_id("alias/users");
+        let e = kms
+            .decrypt(&spec, None, "v1:AAAA", &|_| Ok(Some(ctx(1))))
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.is_retryable()), (kind, retryable), "{error_type}: {e:?}");
+        assert!(!e.to_string().contains("AAAA"), "no ciphertext in errors");
+    }
 }

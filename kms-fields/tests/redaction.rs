@@ -56,3 +56,25 @@ fn nothing_secret_in_debug_or_errors() {
     }
     assert_eq!(outputs[0], "DataKey([REDACTED])");
 }
+
+/// A value whose serialisation fails with its own content in the message.
+struct Leaky(&'static str);
+
+impl serde::Serialize for Leaky {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(format!("cannot encode \"{}\"", self.0)))
+    }
+}
+
+#[test]
+fn seal_errors_do_not_quote_the_value() {
+    let b = kms_fields::KmsBox::new(
+        kms_fields::Kms::new(),
+        kms_fields::KeySpec::new().key_id("insecure-test-key"),
+    );
+    let e = b.seal_blocking(&Leaky("4111 1111 1111 1111"), None).unwrap_err();
+    assert_eq!(e.kind(), kms_fields::ErrorKind::Codec);
+    let shown = format!("{e} {e:?}");
+    assert!(!shown.contains("4111"), "{shown}");
+    assert!(shown.contains("cannot serialise the value"), "{shown}");
+}

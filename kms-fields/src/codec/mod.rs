@@ -93,7 +93,7 @@ impl<T: Serialize + DeserializeOwned> Codec for MessagePack<T> {
 
 /// serde messages can quote input (`invalid value: string "…"`); keep only the part before any
 /// quoted value.
-fn redact_serde(message: &str) -> String {
+pub(crate) fn redact_serde(message: &str) -> String {
     match message.find(['"', '`', '\'']) {
         Some(i) => format!("{}…", &message[..i]),
         None => message.to_owned(),
