@@ -57,6 +57,12 @@ impl DecryptCache {
         self.inner.entry_count()
     }
 
+    /// Apply pending evictions and expirations now (moka does them lazily); afterwards
+    /// [`entry_count`](Self::entry_count) is exact.
+    pub async fn run_pending_tasks(&self) {
+        self.inner.run_pending_tasks().await;
+    }
+
     /// Drop every entry (their keys are zeroized once no reader holds them).
     pub fn clear(&self) {
         self.inner.invalidate_all();

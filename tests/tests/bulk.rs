@@ -185,6 +185,24 @@ async fn cache_hit_makes_no_call_and_ttl_expiry_makes_one() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn cache_is_bounded_by_entries() {
+    let records = users(20);
+    let cache = DecryptCache::new(5, Duration::from_secs(60));
+    let kms = Kms::builder().decrypt_cache(cache.clone()).build();
+    for r in &records {
+        fresh(r.clone()).email(&kms).await.unwrap();
+    }
+    cache.run_pending_tasks().await;
+    assert!(cache.entry_count() <= 5, "{} entries", cache.entry_count());
+    assert_eq!(kms.stats().decrypts(), 20);
+    // reading all 20 again: at most the 5 kept are hits, the evicted ones are fetched again
+    for r in &records {
+        fresh(r.clone()).email(&kms).await.unwrap();
+    }
+    assert!(kms.stats().decrypts() >= 35, "{}", kms.stats().decrypts());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn concurrent_reads_of_one_key_share_one_call() {
     let records = users(1);
     let kms = Kms::builder()
