@@ -13,7 +13,9 @@
     clippy::await_holding_lock
 )]
 
-use std::io::{Read, Write};
+#[path = "support/s3.rs"]
+mod s3;
+
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -165,34 +167,5 @@ async fn local_fs_100_mib_bounded_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_moto_100_mib_bounded_memory() {
-    let url = std::env::var("KMS_FIELDS_MOTO_URL").unwrap_or_else(|_| {
-        panic!("KMS_FIELDS_MOTO_URL is not set: this S3 test needs moto (run scripts/test.sh, or start `moto_server -H 127.0.0.1 -p 5005` and export KMS_FIELDS_MOTO_URL=http://127.0.0.1:5005)")
-    });
-    let bucket = format!("kmsf-mem-{}", std::process::id());
-    let hostport = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let mut conn = std::net::TcpStream::connect(&hostport).unwrap();
-    write!(
-        conn,
-        "PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
-    assert!(
-        response.starts_with("HTTP/1.1 200"),
-        "CreateBucket: {response}"
-    );
-    let s3 = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(&url)
-        .with_allow_http(true)
-        .with_region("us-east-1")
-        .with_bucket_name(&bucket)
-        .with_access_key_id("test")
-        .with_secret_access_key("test")
-        .build()
-        .unwrap();
-    stream_100_mib(Arc::new(s3), "moto S3").await;
+    stream_100_mib(s3::s3_store("mem"), "moto S3").await;
 }

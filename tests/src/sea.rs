@@ -195,3 +195,25 @@ pub async fn connect(url: &str, pg_schema: Option<&str>) -> sea_orm::DatabaseCon
         .await
         .expect("SeaORM connect")
 }
+
+/// A Postgres schema of its own (migrated) and a SeaORM connection to it.
+pub async fn pg() -> (crate::db::PgDb, sea_orm::DatabaseConnection) {
+    let (db, _conn) = crate::db::PgDb::new();
+    let sea = connect(&crate::db::pg_url(), Some(&db.schema)).await;
+    (db, sea)
+}
+
+/// A SQLite file of its own (migrated) and a SeaORM connection to it.
+pub async fn sqlite() -> (crate::db::SqliteDb, sea_orm::DatabaseConnection) {
+    let (db, _conn) = crate::db::SqliteDb::new();
+    let sea = connect(&format!("sqlite://{}?mode=rwc", db.path()), None).await;
+    (db, sea)
+}
+
+/// A MariaDB/MySQL database of its own (migrated) and a SeaORM connection to it.
+pub async fn mysql() -> (crate::db::MysqlDb, sea_orm::DatabaseConnection) {
+    use crate::db::TestDb;
+    let (db, _conn) = crate::db::MysqlDb::new();
+    let sea = connect(&db.url(), None).await;
+    (db, sea)
+}

@@ -181,21 +181,8 @@ backfill_1000!(sqlite_backfill_1000_rows, SqliteDb);
 /// The same through SeaORM (async): the setter computes the indexes on the blocking pool.
 mod seaorm {
     use super::*;
-    use kms_fields_tests::db::pg_url;
-    use kms_fields_tests::sea::{connect, person};
+    use kms_fields_tests::sea::{person, pg, sqlite};
     use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
-
-    async fn pg() -> (PgDb, DatabaseConnection) {
-        let (db, _conn) = PgDb::new();
-        let sea = connect(&pg_url(), Some(&db.schema)).await;
-        (db, sea)
-    }
-
-    async fn sqlite() -> (SqliteDb, DatabaseConnection) {
-        let (db, _conn) = SqliteDb::new();
-        let sea = connect(&format!("sqlite://{}?mode=rwc", db.path()), None).await;
-        (db, sea)
-    }
 
     async fn save(db: &DatabaseConnection, kms: &Kms, email: &str) -> kms_fields::Result<person::Model> {
         let mut p = person::Model::default();

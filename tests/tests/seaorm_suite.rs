@@ -5,30 +5,11 @@
 use kms_fields::{ErrorKind, Kms, SaveFlow, bulk};
 use kms_fields_seaorm::{insert, insert_many, planned_flow, rotate_kms_key, update_encrypted};
 use kms_fields_tests::db::{MysqlDb, PgDb, SqliteDb, TestDb, pg_url};
-use kms_fields_tests::sea::{account, connect, hooked, user, user_v2};
+use kms_fields_tests::sea::{account, connect, hooked, mysql, pg, sqlite, user, user_v2};
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
     PaginatorTrait, TransactionTrait,
 };
-
-/// A database of each kind: (guard, SeaORM connection).
-async fn pg() -> (PgDb, DatabaseConnection) {
-    let (db, _conn) = PgDb::new();
-    let sea = connect(&pg_url(), Some(&db.schema)).await;
-    (db, sea)
-}
-
-async fn sqlite() -> (SqliteDb, DatabaseConnection) {
-    let (db, _conn) = SqliteDb::new();
-    let sea = connect(&format!("sqlite://{}?mode=rwc", db.path()), None).await;
-    (db, sea)
-}
-
-async fn mysql() -> (MysqlDb, DatabaseConnection) {
-    let (db, _conn) = MysqlDb::new();
-    let sea = connect(&db.url(), None).await;
-    (db, sea)
-}
 
 async fn create(db: &DatabaseConnection, kms: &Kms) -> user::Model {
     let mut u = user::Model {

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::compute::{for_each_row, raw_ciphertext};
-use super::run::{Row, TableDb};
+use super::run::{Row, TableDb, report, run_kms};
 use super::statements;
 use super::{RowError, Summary, TableOptions, TableSpec};
 use crate::blind_index::{BidxValue, BlindIndex, MasterKey};
@@ -80,10 +80,7 @@ pub async fn backfill_blind_index<M: KmsModel, D: TableDb + ?Sized>(
         index: M::blind_index(bidx)?,
         master: kms.blind_index_key(def.master_key)?,
     };
-    let kms = match opts.rate_per_second {
-        Some(rate) => kms.with_rate_limit(rate),
-        None => kms.clone(),
-    };
+    let kms = run_kms(kms, &opts);
     let started = Instant::now();
     let b = db.backend();
     let t = &target.t;
@@ -136,15 +133,7 @@ pub async fn backfill_blind_index<M: KmsModel, D: TableDb + ?Sized>(
             }
         }
         after = Some(last);
-        if let Some(cb) = opts.progress.as_mut() {
-            cb(&super::Progress {
-                done: summary.done,
-                total,
-                errors: summary.errors.len() as u64,
-                conflicts: 0,
-                elapsed: started.elapsed(),
-            });
-        }
+        report(&mut opts, &summary, total, started);
     }
     summary.elapsed = started.elapsed();
     Ok(summary)

@@ -87,14 +87,14 @@ pub async fn key_versions<D: TableDb + ?Sized>(
 }
 
 /// The rate-limited handle of a run.
-fn run_kms(kms: &Kms, opts: &TableOptions<'_>) -> Kms {
+pub(super) fn run_kms(kms: &Kms, opts: &TableOptions<'_>) -> Kms {
     match opts.rate_per_second {
         Some(rate) => kms.with_rate_limit(rate),
         None => kms.clone(),
     }
 }
 
-fn report(opts: &mut TableOptions<'_>, summary: &Summary, total: u64, started: Instant) {
+pub(super) fn report(opts: &mut TableOptions<'_>, summary: &Summary, total: u64, started: Instant) {
     if let Some(cb) = opts.progress.as_mut() {
         cb(&Progress {
             done: summary.done,
