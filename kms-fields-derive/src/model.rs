@@ -123,6 +123,14 @@ pub fn build(cx: &Ctxt, input: &DeriveInput) -> Option<Model> {
     let fields = match &input.data {
         Data::Struct(s) => match &s.fields {
             Fields::Named(named) => &named.named,
+            // a unit struct has no field tokens to point at: point at its name
+            Fields::Unit => {
+                cx.error_spanned_by(
+                    &input.ident,
+                    "#[derive(KmsEncrypted)] needs a struct with named fields (the model's columns), not a tuple or unit struct",
+                );
+                return None;
+            }
             other => {
                 cx.error_spanned_by(
                     other,

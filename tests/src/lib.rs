@@ -195,23 +195,40 @@ impl kms_fields::Provider for LatencyProvider {
     }
 }
 
-/// A provider wrapper that calls `hook` with the context of every unwrap before doing it — a
-/// way for tests to act (e.g. write the row) at the exact moment a table operation holds a
-/// row's old value.
+/// The callback of a [`HookProvider`]: gets the context of the call.
+type Hook = Box<dyn Fn(Option<&kms_fields::EncryptionContext>) + Send + Sync>;
+
+/// A provider wrapper that calls a hook with the context of every unwrap (or every wrap)
+/// before doing it — a way for tests to act (e.g. write the row) or look (e.g. at the
+/// database's transaction state) at the exact moment of a KMS call.
 pub struct HookProvider {
     inner: std::sync::Arc<dyn kms_fields::Provider>,
-    hook: Box<dyn Fn(Option<&kms_fields::EncryptionContext>) + Send + Sync>,
+    on_unwrap: Option<Hook>,
+    on_wrap: Option<Hook>,
 }
 
 impl HookProvider {
-    /// Wrap `inner`.
+    /// Wrap `inner`, calling `hook` before each unwrap.
     pub fn new(
         inner: impl kms_fields::Provider + 'static,
         hook: impl Fn(Option<&kms_fields::EncryptionContext>) + Send + Sync + 'static,
     ) -> Self {
         Self {
             inner: std::sync::Arc::new(inner),
-            hook: Box::new(hook),
+            on_unwrap: Some(Box::new(hook)),
+            on_wrap: None,
+        }
+    }
+
+    /// Wrap `inner`, calling `hook` before each wrap (the `Encrypt` of a save).
+    pub fn on_wrap(
+        inner: impl kms_fields::Provider + 'static,
+        hook: impl Fn(Option<&kms_fields::EncryptionContext>) + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            inner: std::sync::Arc::new(inner),
+            on_unwrap: None,
+            on_wrap: Some(Box::new(hook)),
         }
     }
 }
@@ -233,6 +250,9 @@ impl kms_fields::Provider for HookProvider {
         plaintext: &[u8],
         context: Option<&kms_fields::EncryptionContext>,
     ) -> kms_fields::Result<Vec<u8>> {
+        if let Some(hook) = &self.on_wrap {
+            hook(context);
+        }
         self.inner.wrap(key_id, plaintext, context).await
     }
     async fn unwrap(
@@ -241,7 +261,9 @@ impl kms_fields::Provider for HookProvider {
         ciphertext: &[u8],
         context: Option<&kms_fields::EncryptionContext>,
     ) -> kms_fields::Result<zeroize::Zeroizing<Vec<u8>>> {
-        (self.hook)(context);
+        if let Some(hook) = &self.on_unwrap {
+            hook(context);
+        }
         self.inner.unwrap(key_id, ciphertext, context).await
     }
 }

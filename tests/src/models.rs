@@ -128,10 +128,11 @@ pub struct LateUser {
     pub encrypted_kms_key_phone: KmsKey,
 }
 
-/// `User` with an explicit Postgres sequence (`#[kms(sequence = ...)]`).
+/// `User` with an explicit Postgres sequence (`#[kms(sequence = ...)]`): not the serial's own
+/// `users_id_seq` but `users_alt_id_seq` (a Postgres-only migration; it starts at 1,000,000).
 #[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, KmsEncrypted)]
 #[diesel(table_name = users)]
-#[kms(model_name = "User", sequence = "users_id_seq")]
+#[kms(model_name = "User", sequence = "users_alt_id_seq")]
 #[kms(
     key(key_id = "insecure-test-key"),
     key(name = "phone", key_id = "insecure-test-key")

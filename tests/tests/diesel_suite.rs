@@ -8,7 +8,7 @@ use kms_fields_diesel::{
     KmsKey, insert, key_index, planned_flow, rotate_kms_key, update_encrypted,
 };
 use kms_fields_tests::db::{MysqlDb, PgDb, SqliteDb, TestDb};
-use kms_fields_tests::models::{Account, Address, User, UserV2};
+use kms_fields_tests::models::{Account, Address, LateUser, User, UserV2};
 use kms_fields_tests::schema::users;
 
 fn new_user(kms: &Kms) -> User {
@@ -121,6 +121,145 @@ macro_rules! diesel_suite {
             }
 
             #[test]
+            fn test_two_attributes_of_one_key_read_with_one_decrypt() {
+                let (_db, mut conn) = setup();
+                let kms = Kms::new();
+                let addr = Address {
+                    street: "2 Side St".into(),
+                    city: "Bern".into(),
+                    zip: 3000,
+                };
+                let mut u = User::default();
+                u.set_email_blocking(&kms, Some("one@example.org")).unwrap();
+                u.set_address_blocking(&kms, Some(&addr)).unwrap();
+                insert(&mut conn, &kms, users::table, &mut u).unwrap();
+                let reader = Kms::new();
+                let loaded = load(&mut conn, u.id.unwrap());
+                assert_eq!(
+                    loaded.email_blocking(&reader).unwrap().as_deref(),
+                    Some("one@example.org")
+                );
+                assert_eq!(loaded.address_blocking(&reader).unwrap(), Some(addr));
+                assert_eq!(
+                    (reader.stats().encrypts(), reader.stats().decrypts()),
+                    (0, 1),
+                    "email and address share kms_key: one Decrypt for both"
+                );
+            }
+
+            #[test]
+            fn test_null_attribute_of_a_locked_record_makes_no_kms_call() {
+                let (_db, mut conn) = setup();
+                let id = create(&mut conn, &Kms::new()).id.unwrap();
+                let kms = Kms::new();
+                let loaded = load(&mut conn, id);
+                assert!(loaded.encrypted_kms_key.stored().is_some());
+                assert!(!loaded.encrypted_kms_key.is_unlocked());
+                // address (NULL) is under kms_key, which is set but not unwrapped yet
+                assert_eq!(loaded.address_blocking(&kms).unwrap(), None);
+                assert_eq!((kms.stats().encrypts(), kms.stats().decrypts()), (0, 0));
+                assert!(
+                    !loaded.encrypted_kms_key.is_unlocked(),
+                    "the NULL read did not unwrap the key"
+                );
+                assert_eq!(
+                    loaded.email_blocking(&kms).unwrap().as_deref(),
+                    Some("test@example.org")
+                );
+                assert_eq!(kms.stats().decrypts(), 1);
+            }
+
+            #[test]
+            fn test_eager_flow_counts() {
+                let (_db, mut conn) = setup();
+                let kms = Kms::new();
+                let mut a = Account {
+                    name: Some("Eve".into()),
+                    ..Default::default()
+                };
+                a.set_email_blocking(&kms, Some("eve@example.org")).unwrap();
+                a.set_phone_blocking(&kms, Some("555-0100")).unwrap();
+                assert_eq!(
+                    (kms.stats().encrypts(), kms.stats().decrypts()),
+                    (0, 0),
+                    "assigning draws the data keys locally"
+                );
+                assert!(a.encrypted_kms_key.is_pending() && a.encrypted_kms_key_phone.is_pending());
+                assert_eq!(
+                    insert(&mut conn, &kms, users::table, &mut a).unwrap(),
+                    SaveFlow::Eager
+                );
+                assert_eq!(
+                    (kms.stats().encrypts(), kms.stats().decrypts()),
+                    (2, 0),
+                    "the save wraps each key once"
+                );
+                // both keys were wrapped with the custom context (no id in it)
+                let want = EncryptionContext::new()
+                    .with("Name", "Eve")
+                    .canonical_json();
+                assert_eq!(
+                    embedded_context(a.encrypted_kms_key.stored().unwrap()),
+                    want
+                );
+                assert_eq!(
+                    embedded_context(a.encrypted_kms_key_phone.stored().unwrap()),
+                    want
+                );
+                let row: Account = users::table
+                    .find(a.id.unwrap())
+                    .select(Account::as_select())
+                    .first(&mut conn)
+                    .unwrap();
+                let reader = Kms::new();
+                assert_eq!(
+                    row.email_blocking(&reader).unwrap().as_deref(),
+                    Some("eve@example.org")
+                );
+                assert_eq!(
+                    row.phone_blocking(&reader).unwrap().as_deref(),
+                    Some("555-0100")
+                );
+            }
+
+            #[test]
+            fn test_update() {
+                let (_db, mut conn) = setup();
+                let id = create(&mut conn, &Kms::new()).id.unwrap();
+                let kms = Kms::new();
+                let mut user = load(&mut conn, id);
+                let key_before = user.encrypted_kms_key.stored().map(str::to_owned);
+                user.set_email_blocking(&kms, Some("updated@example.org"))
+                    .unwrap();
+                assert_eq!(
+                    (kms.stats().encrypts(), kms.stats().decrypts()),
+                    (0, 1),
+                    "setting an attribute of a loaded record unwraps its key once"
+                );
+                assert!(
+                    !user.encrypted_kms_key.is_pending(),
+                    "the record keeps its key"
+                );
+                assert_eq!(update_encrypted(&mut conn, &kms, &mut user).unwrap(), 1);
+                assert_eq!(
+                    (kms.stats().encrypts(), kms.stats().decrypts()),
+                    (0, 1),
+                    "the save wraps nothing: the key is unchanged"
+                );
+                let reloaded = load(&mut conn, id);
+                assert_eq!(reloaded.encrypted_kms_key.stored(), key_before.as_deref());
+                let reader = Kms::new();
+                assert_eq!(
+                    reloaded.email_blocking(&reader).unwrap().as_deref(),
+                    Some("updated@example.org")
+                );
+                assert_eq!(
+                    reloaded.phone_blocking(&reader).unwrap().as_deref(),
+                    Some("555-555-5555")
+                );
+            }
+
+            #[test]
             fn test_serde_and_empty_values() {
                 let (_db, mut conn) = setup();
                 let kms = Kms::new();
@@ -209,7 +348,6 @@ macro_rules! diesel_suite {
                 u.set_email_blocking(&kms, Some("w@example.org")).unwrap();
                 kms_fields_diesel::insert(&mut conn, &kms, users::table, &mut u).unwrap();
                 assert_eq!((kms.stats().encrypts(), kms.stats().decrypts()), (1, 0));
-                let back = load(&mut conn, u.id.unwrap());
                 let reader = Kms::new();
                 // rows written with the encrypt-only key id cannot be read back with it
                 let as_writer: kms_fields_tests::models::WriterUser = users::table
@@ -221,7 +359,6 @@ macro_rules! diesel_suite {
                     as_writer.email_blocking(&reader).unwrap_err().kind(),
                     ErrorKind::AccessDenied
                 );
-                drop(back);
             }
 
             #[test]
@@ -346,7 +483,7 @@ macro_rules! diesel_suite {
                     "a context without the id saves eagerly"
                 );
                 insert(&mut conn, &kms, users::table, &mut a).unwrap();
-                let mut loaded: Account = users::table
+                let loaded: Account = users::table
                     .find(a.id.unwrap())
                     .select(Account::as_select())
                     .first(&mut conn)
@@ -355,8 +492,7 @@ macro_rules! diesel_suite {
                     loaded.email_blocking(&Kms::new()).unwrap().as_deref(),
                     Some("alice@example.org")
                 );
-                loaded.name = Some("Mallory".into());
-                let loaded = loaded.clone(); // drops nothing: the key was cached; use a fresh load
+                // a fresh load (a loaded record caches its data key) with a context field changed
                 let mut fresh: Account = users::table
                     .find(a.id.unwrap())
                     .select(Account::as_select())
@@ -366,7 +502,6 @@ macro_rules! diesel_suite {
                 let e = fresh.email_blocking(&Kms::new()).unwrap_err();
                 assert_eq!(e.kind(), ErrorKind::DecryptionFailed);
                 assert!(e.to_string().contains("Account#"), "{e}");
-                drop(loaded);
             }
 
             #[test]
@@ -588,6 +723,8 @@ fn postgres_prefetch_is_one_insert_with_the_id_known_before_the_kms_call() {
 
 #[test]
 fn postgres_prefetch_with_an_explicit_sequence() {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{BigInt, Bool};
     use kms_fields_tests::models::SeqUser;
     let (_db, mut conn) = PgDb::new();
     let kms = Kms::new();
@@ -597,20 +734,147 @@ fn postgres_prefetch_with_an_explicit_sequence() {
         insert(&mut conn, &kms, users::table, &mut u).unwrap(),
         SaveFlow::Prefetch
     );
-    let last: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-        "currval('users_id_seq')",
-    ))
+    assert_eq!((kms.stats().encrypts(), kms.stats().decrypts()), (1, 0));
+    let id = u.id.unwrap();
+    // users_alt_id_seq (a migration) starts at 1,000,000; the serial's own sequence at 1
+    assert!(id >= 1_000_000, "id {id} is not from users_alt_id_seq");
+    let last: i64 = diesel::select(sql::<BigInt>("currval('users_alt_id_seq')"))
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(i64::from(id), last, "the id came from the named sequence");
+    let serial_used: bool = diesel::select(sql::<Bool>("(SELECT is_called FROM users_id_seq)"))
+        .get_result(&mut conn)
+        .unwrap();
+    assert!(!serial_used, "the serial's own sequence was not used");
+    assert_eq!(
+        embedded_context(u.encrypted_kms_key.stored().unwrap()),
+        EncryptionContext::for_model("User", id).canonical_json()
+    );
+    let row = users::table
+        .find(id)
+        .select(User::as_select())
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(
+        row.email_blocking(&Kms::new()).unwrap().as_deref(),
+        Some("seq@example.org")
+    );
+}
+
+/// The forced after-insert flow (`save_flow = "after_insert"`) on Postgres through a sync
+/// `PgConnection`: INSERT, then the wraps with the new id, then the key-column UPDATE (which
+/// sets `updated_at`).
+#[test]
+fn postgres_forced_after_insert_flow_with_a_sync_connection() {
+    use diesel::dsl::sql;
+    use diesel::sql_types::Bool;
+    let (_db, mut conn) = PgDb::new();
+    let kms = Kms::new();
+    let mut u = LateUser::default();
+    u.set_email_blocking(&kms, Some("late@example.org"))
+        .unwrap();
+    u.set_phone_blocking(&kms, Some("555-0199")).unwrap();
+    assert_eq!(kms.stats().encrypts(), 0, "assigning makes no KMS call");
+    assert_eq!(
+        planned_flow::<LateUser, diesel::PgConnection>(&u).unwrap(),
+        SaveFlow::AfterInsert
+    );
+    assert_eq!(
+        insert(&mut conn, &kms, users::table, &mut u).unwrap(),
+        SaveFlow::AfterInsert
+    );
+    assert_eq!(
+        (kms.stats().encrypts(), kms.stats().decrypts()),
+        (2, 0),
+        "one Encrypt per key, after the INSERT"
+    );
+    let id = u.id.unwrap();
+    let want = EncryptionContext::for_model("User", id).canonical_json();
+    assert_eq!(
+        embedded_context(u.encrypted_kms_key.stored().unwrap()),
+        want
+    );
+    assert_eq!(
+        embedded_context(u.encrypted_kms_key_phone.stored().unwrap()),
+        want
+    );
+    let touched: bool = diesel::select(sql::<Bool>(&format!(
+        "(SELECT updated_at IS NOT NULL FROM users WHERE id = {id})"
+    )))
     .get_result(&mut conn)
     .unwrap();
+    assert!(touched, "updated_at is set by the key update");
+    let row = users::table
+        .find(id)
+        .select(User::as_select())
+        .first(&mut conn)
+        .unwrap();
+    let reader = Kms::new();
     assert_eq!(
-        i64::from(u.id.unwrap()),
-        last,
-        "the id came from the named sequence"
+        row.email_blocking(&reader).unwrap().as_deref(),
+        Some("late@example.org")
+    );
+    assert_eq!(
+        row.phone_blocking(&reader).unwrap().as_deref(),
+        Some("555-0199")
+    );
+    assert_eq!(reader.stats().decrypts(), 2);
+}
+
+/// The default Postgres flow wraps outside any transaction: at each wrap, another connection
+/// reads the inserting connection's state in `pg_stat_activity`. The forced after-insert flow
+/// is the control: its wrap is seen inside the transaction.
+#[test]
+fn postgres_prefetch_makes_no_kms_call_inside_a_transaction() {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Integer, Text};
+    use std::sync::{Arc, Mutex};
+    let (db, mut conn) = PgDb::new();
+    let pid: i32 = diesel::select(sql::<Integer>("pg_backend_pid()"))
+        .get_result(&mut conn)
+        .unwrap();
+    let observer = Mutex::new(db.connect());
+    let states: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = Arc::clone(&states);
+    let hook = kms_fields_tests::HookProvider::on_wrap(kms_fields::provider::TestKey, move |_| {
+        let state: String = diesel::select(sql::<Text>(&format!(
+            "(SELECT coalesce(state, '?') FROM pg_stat_activity WHERE pid = {pid})"
+        )))
+        .get_result(&mut *observer.lock().unwrap())
+        .unwrap();
+        seen.lock().unwrap().push(state);
+    });
+    let kms = Kms::builder().test_key(hook).build();
+    let mut u = new_user(&kms);
+    assert_eq!(
+        insert(&mut conn, &kms, users::table, &mut u).unwrap(),
+        SaveFlow::Prefetch
+    );
+    assert_eq!(kms.stats().encrypts(), 2);
+    assert_eq!(
+        *states.lock().unwrap(),
+        ["idle", "idle"],
+        "both wraps ran while the inserting connection had no open transaction"
+    );
+    states.lock().unwrap().clear();
+    let mut late = LateUser::default();
+    late.set_email_blocking(&kms, Some("late@example.org"))
+        .unwrap();
+    assert_eq!(
+        insert(&mut conn, &kms, users::table, &mut late).unwrap(),
+        SaveFlow::AfterInsert
+    );
+    assert_eq!(
+        *states.lock().unwrap(),
+        ["idle in transaction"],
+        "the check sees the after-insert flow's transaction"
     );
 }
 
 #[test]
 fn sqlite_and_mysql_use_the_after_insert_flow_and_touch_updated_at() {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Nullable, Text};
     let kms = Kms::new();
     let (_db, mut conn) = SqliteDb::new();
     let mut u = new_user(&kms);
@@ -618,9 +882,8 @@ fn sqlite_and_mysql_use_the_after_insert_flow_and_touch_updated_at() {
         insert(&mut conn, &kms, users::table, &mut u).unwrap(),
         SaveFlow::AfterInsert
     );
-    let set: Option<String> = diesel::select(diesel::dsl::sql::<
-        diesel::sql_types::Nullable<diesel::sql_types::Text>,
-    >(&format!(
+    assert_eq!((kms.stats().encrypts(), kms.stats().decrypts()), (2, 0));
+    let set: Option<String> = diesel::select(sql::<Nullable<Text>>(&format!(
         "(SELECT updated_at FROM users WHERE id = {})",
         u.id.unwrap()
     )))
@@ -633,6 +896,21 @@ fn sqlite_and_mysql_use_the_after_insert_flow_and_touch_updated_at() {
     assert_eq!(
         insert(&mut my, &kms, users::table, &mut m).unwrap(),
         SaveFlow::AfterInsert
+    );
+    assert_eq!((kms.stats().encrypts(), kms.stats().decrypts()), (4, 0));
+    let set: Option<String> = diesel::select(sql::<Nullable<Text>>(&format!(
+        "(SELECT CAST(updated_at AS CHAR) FROM users WHERE id = {})",
+        m.id.unwrap()
+    )))
+    .get_result(&mut my)
+    .unwrap();
+    assert!(
+        set.is_some(),
+        "updated_at is set by the key update on MySQL too"
+    );
+    assert_eq!(
+        embedded_context(m.encrypted_kms_key.stored().unwrap()),
+        EncryptionContext::for_model("User", m.id.unwrap()).canonical_json()
     );
     let row: User = users::table
         .find(m.id.unwrap())

@@ -2,14 +2,40 @@
 //! same ports as the Diesel suite, async), plus the bulk seal step for `insert_many` and the
 //! hook-driven saves.
 
-use kms_fields::{ErrorKind, Kms, SaveFlow, bulk};
-use kms_fields_seaorm::{insert, insert_many, planned_flow, rotate_kms_key, update_encrypted};
+use kms_fields::{EncryptionContext, ErrorKind, Kms, SaveFlow, StoredKey, bulk, encoding};
+use kms_fields_seaorm::{
+    insert, insert_many, planned_flow, prepare_insert_many, rotate_kms_key, update_encrypted,
+};
 use kms_fields_tests::db::{MysqlDb, PgDb, SqliteDb, TestDb, pg_url};
 use kms_fields_tests::sea::{account, connect, hooked, mysql, pg, sqlite, user, user_v2};
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
     PaginatorTrait, TransactionTrait,
 };
+
+/// The context the test key embedded in a stored key column (test-key values carry it).
+fn embedded_context(stored: &str) -> String {
+    let raw = StoredKey::parse(stored).unwrap().ciphertext;
+    let ctx_b64 = raw.split(|b| *b == b':').nth(2).unwrap();
+    String::from_utf8(encoding::lenient_decode(std::str::from_utf8(ctx_b64).unwrap()).unwrap())
+        .unwrap()
+}
+
+/// `n` new users with email and phone set (2 pending keys each).
+async fn new_users(kms: &Kms, n: usize) -> Vec<user::Model> {
+    let mut batch = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut u = user::Model::default();
+        u.set_email(kms, Some(&format!("p{i}@example.org")))
+            .await
+            .unwrap();
+        u.set_phone(kms, Some(&format!("555-01{i:02}")))
+            .await
+            .unwrap();
+        batch.push(u);
+    }
+    batch
+}
 
 async fn create(db: &DatabaseConnection, kms: &Kms) -> user::Model {
     let mut u = user::Model {
@@ -91,17 +117,47 @@ macro_rules! seaorm_suite {
                     .unwrap();
                 let before = u.clone();
                 rotate_kms_key(&db, &kms, &mut u, 0).await.unwrap();
+                assert_eq!(
+                    (kms.stats().encrypts(), kms.stats().decrypts()),
+                    (1, 1),
+                    "a rotation: one Decrypt of the old key, one Encrypt of the new"
+                );
                 rotate_kms_key(&db, &kms, &mut u, 1).await.unwrap();
+                assert_eq!((kms.stats().encrypts(), kms.stats().decrypts()), (2, 2));
                 assert_ne!(u.email_enc, before.email_enc);
                 assert_ne!(u.phone_enc, before.phone_enc);
+                assert_ne!(
+                    u.encrypted_kms_key.stored(),
+                    before.encrypted_kms_key.stored()
+                );
+                assert_ne!(
+                    u.encrypted_kms_key_phone.stored(),
+                    before.encrypted_kms_key_phone.stored()
+                );
                 let again = user::Entity::find_by_id(id)
                     .one(&db)
                     .await
                     .unwrap()
                     .unwrap();
+                // what was written is what the rotations made
                 assert_eq!(
-                    again.email(&Kms::new()).await.unwrap().as_deref(),
+                    again.encrypted_kms_key.stored(),
+                    u.encrypted_kms_key.stored()
+                );
+                assert_eq!(
+                    again.encrypted_kms_key_phone.stored(),
+                    u.encrypted_kms_key_phone.stored()
+                );
+                assert_eq!(again.email_enc, u.email_enc);
+                assert_eq!(again.phone_enc, u.phone_enc);
+                let reader = Kms::new();
+                assert_eq!(
+                    again.email(&reader).await.unwrap().as_deref(),
                     Some("test@example.org")
+                );
+                assert_eq!(
+                    again.phone(&reader).await.unwrap().as_deref(),
+                    Some("555-555-5555")
                 );
                 // v1 through previous_versions, rotate to v2, v3 refused with the gem's message
                 let mut v2 = user_v2::Entity::find_by_id(id)
@@ -157,7 +213,7 @@ macro_rules! seaorm_suite {
                 };
                 a.set_email(&kms, Some("alice@example.org")).await.unwrap();
                 assert_eq!(insert(&db, &kms, &mut a).await.unwrap(), SaveFlow::Eager);
-                let mut row = account::Entity::find_by_id(a.id)
+                let row = account::Entity::find_by_id(a.id)
                     .one(&db)
                     .await
                     .unwrap()
@@ -176,7 +232,6 @@ macro_rules! seaorm_suite {
                     fresh.email(&Kms::new()).await.unwrap_err().kind(),
                     ErrorKind::DecryptionFailed
                 );
-                row.name = Some("x".into());
                 let b = create(&db, &kms).await;
                 let c = create(&db, &kms).await;
                 let mut am = c.clone().into_active_model();
@@ -234,14 +289,31 @@ macro_rules! seaorm_suite {
             async fn hook_driven_save_commits_and_a_rolled_back_transaction_leaves_nothing() {
                 let (_g, db) = $connect().await;
                 let kms = kms_fields_tests::sea::kms();
+                // the hooks' Kms is a process-wide static: count from here
+                let (enc0, dec0) = (kms.stats().encrypts(), kms.stats().decrypts());
                 let mut m = hooked::Model::default();
                 m.set_email(kms, Some("hook@example.org")).await.unwrap();
                 m.set_phone(kms, Some("1")).await.unwrap();
+                assert_eq!(kms.stats().encrypts(), enc0, "assigning makes no KMS call");
                 // the hooks leave the unassigned id (0) to the database
                 let saved = m.into_active_model().insert(&db).await.unwrap();
+                assert_eq!(
+                    (kms.stats().encrypts() - enc0, kms.stats().decrypts() - dec0),
+                    (2, 0),
+                    "the hooks wrap each key once"
+                );
                 assert!(
                     saved.encrypted_kms_key.stored().unwrap().starts_with("v1:"),
                     "{saved:?}"
+                );
+                let want = EncryptionContext::for_model("User", saved.id).canonical_json();
+                assert_eq!(
+                    embedded_context(saved.encrypted_kms_key.stored().unwrap()),
+                    want
+                );
+                assert_eq!(
+                    embedded_context(saved.encrypted_kms_key_phone.stored().unwrap()),
+                    want
                 );
                 let loaded = hooked::Entity::find_by_id(saved.id)
                     .one(&db)
@@ -267,6 +339,10 @@ macro_rules! seaorm_suite {
                 assert!(
                     inside.encrypted_kms_key.stored().is_some(),
                     "the key was written inside the transaction"
+                );
+                assert_eq!(
+                    (kms.stats().encrypts() - enc0, kms.stats().decrypts() - dec0),
+                    (3, 0)
                 );
                 txn.rollback().await.unwrap();
                 assert_eq!(
@@ -296,6 +372,17 @@ async fn postgres_prefetch_is_one_insert() {
     let kms = Kms::new();
     let u = create(&db, &kms).await;
     assert!(u.id > 0);
+    assert_eq!((kms.stats().encrypts(), kms.stats().decrypts()), (2, 0));
+    // the id was in the context the KMS saw (the test key embeds it)
+    let want = EncryptionContext::for_model("User", u.id).canonical_json();
+    assert_eq!(
+        embedded_context(u.encrypted_kms_key.stored().unwrap()),
+        want
+    );
+    assert_eq!(
+        embedded_context(u.encrypted_kms_key_phone.stored().unwrap()),
+        want
+    );
     let n = db
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
@@ -310,13 +397,25 @@ async fn postgres_prefetch_is_one_insert() {
         "one INSERT, no UPDATE"
     );
     // hooks on Postgres also prefetch: still no UPDATE
+    let hook_kms = kms_fields_tests::sea::kms();
+    let (enc0, dec0) = (hook_kms.stats().encrypts(), hook_kms.stats().decrypts());
     let mut m = hooked::Model::default();
-    m.set_email(kms_fields_tests::sea::kms(), Some("h@example.org"))
-        .await
-        .unwrap();
+    m.set_email(hook_kms, Some("h@example.org")).await.unwrap();
     let mut am = m.into_active_model();
     am.id = sea_orm::NotSet;
-    am.insert(&db).await.unwrap();
+    let saved = am.insert(&db).await.unwrap();
+    assert_eq!(
+        (
+            hook_kms.stats().encrypts() - enc0,
+            hook_kms.stats().decrypts() - dec0
+        ),
+        (1, 0),
+        "before_save wraps the one key once"
+    );
+    assert_eq!(
+        embedded_context(saved.encrypted_kms_key.stored().unwrap()),
+        EncryptionContext::for_model("User", saved.id).canonical_json()
+    );
     let n = db
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
@@ -326,6 +425,119 @@ async fn postgres_prefetch_is_one_insert() {
         .unwrap()
         .unwrap();
     assert_eq!(n.try_get::<i64>("", "n").unwrap(), 0);
+}
+
+/// The documented bulk seal step: `prepare_insert_many` takes the ids from the sequence (one
+/// query) and wraps every key, then the user's own `Entity::insert_many` writes the rows
+/// without another KMS call.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_prepare_insert_many_before_the_users_own_insert_many() {
+    let (_g, db) = pg().await;
+    let kms = Kms::new();
+    let mut batch = new_users(&kms, 5).await;
+    assert_eq!(kms.stats().encrypts(), 0);
+    prepare_insert_many(&db, &kms, &mut batch, 4).await.unwrap();
+    assert_eq!(
+        (kms.stats().encrypts(), kms.stats().decrypts()),
+        (10, 0),
+        "one Encrypt per record key"
+    );
+    assert_eq!(
+        user::Entity::find().count(&db).await.unwrap(),
+        0,
+        "nothing is written yet"
+    );
+    let mut ids: Vec<i32> = batch.iter().map(|u| u.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert!(
+        ids.len() == 5 && ids[0] > 0,
+        "distinct ids from the sequence: {ids:?}"
+    );
+    for u in &batch {
+        let want = EncryptionContext::for_model("User", u.id).canonical_json();
+        assert_eq!(
+            embedded_context(u.encrypted_kms_key.stored().unwrap()),
+            want
+        );
+        assert_eq!(
+            embedded_context(u.encrypted_kms_key_phone.stored().unwrap()),
+            want
+        );
+    }
+    user::Entity::insert_many(
+        batch
+            .iter()
+            .cloned()
+            .map(IntoActiveModel::into_active_model),
+    )
+    .exec(&db)
+    .await
+    .unwrap();
+    assert_eq!(kms.stats().encrypts(), 10, "the insert itself calls no KMS");
+    let reader = Kms::new();
+    for (i, u) in batch.iter().enumerate() {
+        let row = user::Entity::find_by_id(u.id)
+            .one(&db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            row.email(&reader).await.unwrap(),
+            Some(format!("p{i}@example.org"))
+        );
+        assert_eq!(
+            row.phone(&reader).await.unwrap(),
+            Some(format!("555-01{i:02}"))
+        );
+    }
+    assert_eq!(reader.stats().decrypts(), 10);
+}
+
+/// Without hooks or a sequence the ids are unknown before the INSERT on SQLite, so the bulk
+/// seal step refuses (MissingId) and wraps nothing; with ids assigned it works.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_prepare_insert_many_needs_ids() {
+    let (_g, db) = sqlite().await;
+    let kms = Kms::new();
+    let mut batch = new_users(&kms, 3).await;
+    let e = prepare_insert_many(&db, &kms, &mut batch, 4)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::MissingId, "{e}");
+    assert!(e.to_string().contains("insert_many"), "{e}");
+    assert_eq!(kms.stats().encrypts(), 0, "nothing was wrapped");
+    assert!(batch.iter().all(|u| u.id == 0
+        && u.encrypted_kms_key.is_pending()
+        && u.encrypted_kms_key_phone.is_pending()));
+    // ids assigned by the application: the step wraps with them
+    for (i, u) in batch.iter_mut().enumerate() {
+        u.id = 100 + i as i32;
+    }
+    prepare_insert_many(&db, &kms, &mut batch, 4).await.unwrap();
+    assert_eq!(kms.stats().encrypts(), 6);
+    user::Entity::insert_many(
+        batch
+            .iter()
+            .cloned()
+            .map(IntoActiveModel::into_active_model),
+    )
+    .exec(&db)
+    .await
+    .unwrap();
+    let row = user::Entity::find_by_id(101)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        embedded_context(row.encrypted_kms_key.stored().unwrap()),
+        EncryptionContext::for_model("User", 101).canonical_json()
+    );
+    assert_eq!(
+        row.email(&Kms::new()).await.unwrap().as_deref(),
+        Some("p1@example.org")
+    );
 }
 
 /// The sea-orm-migration migrator builds a schema the suite's models work on, on each backend;
@@ -432,37 +644,56 @@ async fn seaorm_column_helpers() {
     );
 }
 
-/// The helpers on a model that also has the hooks wrap each key once.
-#[tokio::test(flavor = "multi_thread")]
-async fn helpers_and_hooks_together_wrap_each_key_once() {
-    let (_g, db) = sqlite().await;
-    let kms = kms_fields_tests::sea::kms();
-    let before = kms.stats().encrypts();
-    let mut batch = Vec::new();
-    for i in 0..3 {
-        let mut u = hooked::Model::default();
-        u.set_email(kms, Some(&format!("h{i}@example.org")))
-            .await
-            .unwrap();
-        batch.push(u);
-    }
-    insert_many(&db, kms, &mut batch, 4).await.unwrap();
-    assert_eq!(
-        kms.stats().encrypts() - before,
-        3,
-        "one Encrypt per record key"
-    );
-    let mut one = hooked::Model::default();
-    one.set_email(kms, Some("one@example.org")).await.unwrap();
-    insert(&db, kms, &mut one).await.unwrap();
-    assert_eq!(kms.stats().encrypts() - before, 4);
-    let loaded = hooked::Entity::find_by_id(one.id)
-        .one(&db)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        loaded.email(&Kms::new()).await.unwrap().as_deref(),
-        Some("one@example.org")
-    );
+/// The helpers on a model that also has the hooks wrap each key once, on each backend.
+macro_rules! helpers_and_hooks_together {
+    ($name:ident, $connect:ident) => {
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $name() {
+            let (_g, db) = $connect().await;
+            let kms = kms_fields_tests::sea::kms();
+            let before = kms.stats().encrypts();
+            let mut batch = Vec::new();
+            for i in 0..3 {
+                let mut u = hooked::Model::default();
+                u.set_email(kms, Some(&format!("h{i}@example.org")))
+                    .await
+                    .unwrap();
+                batch.push(u);
+            }
+            insert_many(&db, kms, &mut batch, 4).await.unwrap();
+            assert_eq!(
+                kms.stats().encrypts() - before,
+                3,
+                "one Encrypt per record key"
+            );
+            let mut one = hooked::Model::default();
+            one.set_email(kms, Some("one@example.org")).await.unwrap();
+            insert(&db, kms, &mut one).await.unwrap();
+            assert_eq!(kms.stats().encrypts() - before, 4);
+            assert_eq!(kms.stats().decrypts(), 0);
+            let loaded = hooked::Entity::find_by_id(one.id)
+                .one(&db)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                loaded.email(&Kms::new()).await.unwrap().as_deref(),
+                Some("one@example.org")
+            );
+            assert_eq!(
+                embedded_context(loaded.encrypted_kms_key.stored().unwrap()),
+                EncryptionContext::for_model("User", one.id).canonical_json()
+            );
+        }
+    };
 }
+
+helpers_and_hooks_together!(helpers_and_hooks_together_wrap_each_key_once, sqlite);
+helpers_and_hooks_together!(
+    helpers_and_hooks_together_wrap_each_key_once_on_postgres,
+    pg
+);
+helpers_and_hooks_together!(
+    helpers_and_hooks_together_wrap_each_key_once_on_mysql,
+    mysql
+);

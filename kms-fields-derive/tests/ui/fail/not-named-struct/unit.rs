@@ -1,0 +1,6 @@
+use kms_fields::KmsEncrypted;
+
+#[derive(KmsEncrypted)]
+pub struct User;
+
+fn main() {}

@@ -1,0 +1,1 @@
+DROP SEQUENCE users_alt_id_seq;
