@@ -40,7 +40,12 @@ pub mod sea {
     #[async_trait::async_trait]
     impl MigratorTrait for Migrator {
         fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-            vec![Box::new(CreateUsers), Box::new(AddKmsColumns), Box::new(CreatePeople)]
+            vec![
+                Box::new(CreateUsers),
+                Box::new(AddKmsColumns),
+                Box::new(CreatePeople),
+                Box::new(CreateLockboxProfiles),
+            ]
         }
     }
 
@@ -158,6 +163,60 @@ pub mod sea {
         }
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
             manager.drop_table(Table::drop().table("people").to_owned()).await
+        }
+    }
+
+    /// `lockbox_profiles`: Lockbox-mode typed attributes and padded strings, one kms key.
+    #[derive(Debug)]
+    pub struct CreateLockboxProfiles;
+
+    impl MigrationName for CreateLockboxProfiles {
+        fn name(&self) -> &str {
+            "m20261210_000001_create_lockbox_profiles"
+        }
+    }
+
+    fn lockbox_profile_columns() -> Vec<Column> {
+        [
+            "age",
+            "score",
+            "active",
+            "born_on",
+            "signed_at",
+            "opens_at",
+            "balance",
+            "data",
+            "ssn",
+            "motto",
+        ]
+        .iter()
+        .map(|a| Column::ciphertext(&format!("{a}_ciphertext")))
+        .chain([Column::key("encrypted_kms_key")])
+        .collect()
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for CreateLockboxProfiles {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_table(
+                    Table::create()
+                        .table("lockbox_profiles")
+                        .col(pk_auto("id"))
+                        .to_owned(),
+                )
+                .await?;
+            add_columns(
+                manager.get_connection(),
+                "lockbox_profiles",
+                &lockbox_profile_columns(),
+            )
+            .await
+        }
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .drop_table(Table::drop().table("lockbox_profiles").to_owned())
+                .await
         }
     }
 }

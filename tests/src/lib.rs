@@ -343,6 +343,11 @@ pub fn vault_requests() -> Vec<serde_json::Value> {
 
 /// POST JSON to the stand-in (test hooks, sys/audit), returning the body.
 pub fn vault_post(path: &str, body: &str) -> serde_json::Value {
+    post_json(&vault_url(), path, body)
+}
+
+/// POST JSON with the stand-in's root token to `base/path`, returning the body (`Null` if empty).
+fn post_json(base: &str, path: &str, body: &str) -> serde_json::Value {
     let out = std::process::Command::new("curl")
         .args([
             "-s",
@@ -354,11 +359,63 @@ pub fn vault_post(path: &str, body: &str) -> serde_json::Value {
             "Content-Type: application/json",
             "-d",
             body,
-            &format!("{}/{path}", vault_url()),
+            &format!("{base}/{path}"),
         ])
         .output()
         .expect("curl");
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// A private Vault transit stand-in, started from this tree's tests/standins/vault_transit.py
+/// on a free loopback port and stopped on drop — for tests that flip stand-in switches (a
+/// response shape for every request), which must not reach the shared instance other tests use.
+pub struct VaultStandin {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl VaultStandin {
+    /// Start it and wait until it listens.
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = python()
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/standins/vault_transit.py"
+            ))
+            .args(["--port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python (KMS_FIELDS_PYTHON) with flask and cryptography");
+        let standin = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return standin;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the Vault stand-in did not listen on port {port} within 30 s");
+    }
+
+    /// POST JSON to it (test hooks, sys/audit), returning the body.
+    pub fn post(&self, path: &str, body: &str) -> serde_json::Value {
+        post_json(&self.url, path, body)
+    }
+}
+
+impl Drop for VaultStandin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The drongo Cloud KMS emulator started by scripts/test.sh.

@@ -207,6 +207,52 @@ pub struct LockboxUserAws {
     pub encrypted_kms_key_phone: KmsKey,
 }
 
+/// A Lockbox-mode model with typed attributes, as the Rails model
+///
+/// ```ruby
+/// class Profile < ApplicationRecord
+///   has_kms_key
+///   has_encrypted :age, key: :kms_key, type: :integer
+///   has_encrypted :score, key: :kms_key, type: :float
+///   has_encrypted :active, key: :kms_key, type: :boolean
+///   has_encrypted :born_on, key: :kms_key, type: :date
+///   has_encrypted :signed_at, key: :kms_key, type: :datetime
+///   has_encrypted :opens_at, key: :kms_key, type: :time
+///   has_encrypted :balance, key: :kms_key, type: :decimal
+///   has_encrypted :data, key: :kms_key, type: :json
+///   has_encrypted :ssn, key: :kms_key, padding: true
+///   has_encrypted :motto, key: :kms_key, padding: 32
+/// end
+/// ```
+#[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, KmsEncrypted)]
+#[diesel(table_name = crate::schema::lockbox_profiles)]
+#[kms(lockbox, model_name = "Profile", key(key_id = "insecure-test-key"))]
+pub struct LockboxProfile {
+    #[diesel(deserialize_as = i32)]
+    pub id: Option<i32>,
+    #[kms(encrypted, codec = kms_fields::codec::lockbox::Integer)]
+    pub age_ciphertext: Option<String>,
+    #[kms(encrypted, codec = kms_fields::codec::lockbox::Float)]
+    pub score_ciphertext: Option<String>,
+    #[kms(encrypted, codec = kms_fields::codec::lockbox::Boolean)]
+    pub active_ciphertext: Option<String>,
+    #[kms(encrypted, codec = kms_fields::codec::lockbox::Date)]
+    pub born_on_ciphertext: Option<String>,
+    #[kms(encrypted, codec = kms_fields::codec::lockbox::DateTime)]
+    pub signed_at_ciphertext: Option<String>,
+    #[kms(encrypted, codec = kms_fields::codec::lockbox::Time)]
+    pub opens_at_ciphertext: Option<String>,
+    #[kms(encrypted, codec = kms_fields::codec::lockbox::Decimal)]
+    pub balance_ciphertext: Option<String>,
+    #[kms(encrypted, codec = kms_fields::codec::lockbox::Json)]
+    pub data_ciphertext: Option<String>,
+    #[kms(encrypted, padding)]
+    pub ssn_ciphertext: Option<String>,
+    #[kms(encrypted, padding = 32)]
+    pub motto_ciphertext: Option<String>,
+    pub encrypted_kms_key: KmsKey,
+}
+
 /// The key id of [`RailsUser`], set by the test that uses it (one process per test).
 pub static RAILS_KEY_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 

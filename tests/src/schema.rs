@@ -31,3 +31,20 @@ diesel::table! {
         encrypted_kms_key -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    lockbox_profiles (id) {
+        id -> Integer,
+        age_ciphertext -> Nullable<Text>,
+        score_ciphertext -> Nullable<Text>,
+        active_ciphertext -> Nullable<Text>,
+        born_on_ciphertext -> Nullable<Text>,
+        signed_at_ciphertext -> Nullable<Text>,
+        opens_at_ciphertext -> Nullable<Text>,
+        balance_ciphertext -> Nullable<Text>,
+        data_ciphertext -> Nullable<Text>,
+        ssn_ciphertext -> Nullable<Text>,
+        motto_ciphertext -> Nullable<Text>,
+        encrypted_kms_key -> Nullable<Text>,
+    }
+}

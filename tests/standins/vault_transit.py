@@ -24,7 +24,13 @@ Ciphertext: "vault:v<N>:" + base64(nonce(12) || ciphertext || tag). Tokens (X-Va
 "root" may do everything, "encrypt-only" may only encrypt; anything else is denied.
 
 Test hooks (not Vault API): GET /_standin/requests (the request log), POST /_standin/fail
-{"status": 503, "count": 1, "namespace": "ns"} (fail the next requests [of that X-Vault-Namespace]), POST /_standin/reset.
+{"status": 503, "count": 1, "namespace": "ns"} (fail the next requests [of that X-Vault-Namespace]), POST /_standin/reset,
+POST /_standin/shape {"audit_hash": SHAPE, "namespace": "ns"} (answer sys/audit-hash [for that
+X-Vault-Namespace, else for all] in another response shape, as servers differ):
+  "both"  {"hash": h, "data": {"hash": h}, ...}   the default
+  "top"   {"hash": h}                             the sample response in Vault's and OpenBao's API docs
+  "data"  {"data": {"hash": h}, ...}              the generic response envelope of every other endpoint
+  "none"  {"data": {}, ...}                       no hash at all (a broken or unknown server)
 """
 import argparse
 import base64
@@ -52,7 +58,7 @@ DENIED = "1 error occurred:\n\t* permission denied\n\n"
 
 def reset():
     STATE.clear()
-    STATE.update({"mounts": {}, "audit": {}, "requests": [], "fail": None})
+    STATE.update({"mounts": {}, "audit": {}, "requests": [], "fail": None, "shapes": {}})
 
 
 reset()
@@ -187,6 +193,17 @@ def inject():
     return Response(status=204)
 
 
+@app.route("/_standin/shape", methods=["POST"])
+def shape():
+    body = request.get_json(force=True, silent=True) or {}
+    audit_hash = body.get("audit_hash", "both")
+    if audit_hash not in ("both", "top", "data", "none"):
+        return errors(400, f"unknown audit_hash shape {audit_hash!r}")
+    with LOCK:
+        STATE["shapes"][body.get("namespace")] = audit_hash
+    return Response(status=204)
+
+
 @app.route("/_standin/reset", methods=["POST"])
 def reset_route():
     with LOCK:
@@ -233,6 +250,15 @@ def audit_hash(path):
     if salt is None:
         return errors(400, f"unknown audit backend {path}")
     h = "hmac-sha256:" + hmac.new(salt.encode(), data["input"].encode(), hashlib.sha256).hexdigest()
+    with LOCK:
+        shapes = STATE["shapes"]
+        shape = shapes.get(request.headers.get("X-Vault-Namespace"), shapes.get(None, "both"))
+    if shape == "top":
+        return Response(json.dumps({"hash": h}), mimetype="application/json")
+    if shape == "data":
+        return reply({"hash": h})
+    if shape == "none":
+        return reply({})
     return reply({"hash": h}, extra={"hash": h})
 
 

@@ -2,13 +2,14 @@
 //! real SQLite and Postgres tables exactly as stored and read through Diesel models in Lockbox
 //! mode; rows written here checked by an independent decoder; kms_rails values migrated.
 
+use chrono::{Datelike, NaiveDate, NaiveTime, TimeDelta, TimeZone, Timelike, Utc};
 use diesel::prelude::*;
 use kms_fields::{ErrorKind, Kms};
 use kms_fields_tests::db::{PgDb, SqliteDb, TestDb};
 use kms_fields_tests::models::{
-    LockboxUser, LockboxUserAws, LockboxUserV2, RAILS_KEY_ID, RailsUser,
+    LockboxProfile, LockboxUser, LockboxUserAws, LockboxUserV2, RAILS_KEY_ID, RailsUser,
 };
-use kms_fields_tests::schema::{lockbox_users, users};
+use kms_fields_tests::schema::{lockbox_profiles, lockbox_users, users};
 use kms_fields_tests::{moto_kms, moto_url, python, script, vectors};
 use serde_json::Value;
 
@@ -55,6 +56,7 @@ macro_rules! vector_suite {
                         .unwrap();
                     let expected = $set["rows"].as_array().unwrap();
                     assert_eq!(rows.len(), expected.len());
+                    let mut keys_checked = 0usize;
                     for (row, want) in rows.iter().zip(expected) {
                         assert_eq!(row.id.unwrap() as i64, want["id"].as_i64().unwrap());
                         assert_eq!(
@@ -71,15 +73,34 @@ macro_rules! vector_suite {
                             $set["name"],
                             want["id"]
                         );
-                        if let Some(dk) = want["data_keys_hex"]["kms_key"].as_str() {
+                        // both data keys, as the gem logged them; no key column, no key
+                        let keys = [
+                            ("kms_key", row.kms_key_blocking($kms).unwrap()),
+                            ("kms_key_phone", row.kms_key_phone_blocking($kms).unwrap()),
+                        ];
+                        for (name, key) in keys {
+                            let got = key.map(|k| hex::encode(k.expose_secret()));
                             assert_eq!(
-                                hex::encode(
-                                    row.kms_key_blocking($kms).unwrap().unwrap().expose_secret()
-                                ),
-                                dk
+                                got.as_deref(),
+                                want["data_keys_hex"][name].as_str(),
+                                "{} row {} {name}",
+                                $set["name"],
+                                want["id"]
                             );
+                            keys_checked += usize::from(got.is_some());
                         }
                     }
+                    let in_vectors: usize = expected
+                        .iter()
+                        .map(|r| {
+                            ["kms_key", "kms_key_phone"]
+                                .iter()
+                                .filter(|k| r["data_keys_hex"][**k].is_string())
+                                .count()
+                        })
+                        .sum();
+                    assert!(in_vectors > 0);
+                    assert_eq!(keys_checked, in_vectors, "every logged data key compared");
                     rows.len()
                 }};
             }
@@ -185,6 +206,264 @@ fn lockbox_rows_pass_an_independent_decoder() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 5 rows"));
 }
 
+/// One row of [`LockboxProfile`]: the values given to its setters.
+#[derive(Debug, Clone, Default)]
+struct Profile {
+    age: Option<i64>,
+    score: Option<f64>,
+    active: Option<bool>,
+    born_on: Option<NaiveDate>,
+    signed_at: Option<chrono::DateTime<Utc>>,
+    opens_at: Option<NaiveTime>,
+    balance: Option<&'static str>,
+    data: Option<Value>,
+    ssn: Option<&'static str>,
+    motto: Option<&'static str>,
+}
+
+fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, ns: i64) -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap() + TimeDelta::nanoseconds(ns)
+}
+
+/// Ordinary values, the edges of each type, and NULLs.
+fn profiles() -> Vec<Profile> {
+    vec![
+        Profile {
+            age: Some(42),
+            score: Some(10.12345678),
+            active: Some(true),
+            born_on: NaiveDate::from_ymd_opt(1990, 7, 14),
+            signed_at: Some(at(2024, 1, 2, 3, 4, 5, 123_456_789)),
+            opens_at: NaiveTime::from_hms_micro_opt(9, 30, 0, 250_000),
+            balance: Some("1234.50"),
+            data: Some(serde_json::json!({"a": 1, "b": "hi"})),
+            ssn: Some("123-45-6789"),
+            motto: Some("Carpe diem"),
+        },
+        Profile {
+            age: Some(i64::MIN),
+            score: Some(-0.0),
+            active: Some(false),
+            born_on: NaiveDate::from_ymd_opt(999, 1, 1),
+            signed_at: Some(at(1969, 12, 31, 23, 59, 59, 999_999_999)),
+            opens_at: Some(NaiveTime::MIN),
+            balance: Some("-00.000010000"),
+            data: Some(serde_json::json!(["<script>&", "\u{2028}", null, 1.5, {"k": true}])),
+            ssn: Some("exactly16bytes!!"),
+            motto: Some(""),
+        },
+        Profile {
+            age: Some(i64::MAX),
+            score: Some(f64::INFINITY),
+            active: Some(true),
+            born_on: NaiveDate::from_ymd_opt(10000, 2, 29),
+            signed_at: Some(at(9999, 12, 31, 23, 59, 59, 0)),
+            opens_at: NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999),
+            balance: Some("500000"),
+            data: Some(serde_json::json!("José 🙂")),
+            ssn: Some("ünïcødé ✓"),
+            motto: Some("thirty-three bytes, one too many!"),
+        },
+        Profile {
+            score: Some(f64::NAN),
+            balance: Some("NaN"),
+            data: Some(serde_json::json!({})),
+            ..Default::default()
+        },
+        Profile::default(),
+    ]
+}
+
+impl Profile {
+    /// The row as lockbox_check.py takes it (see its usage), built from the values alone.
+    fn expected(&self) -> Value {
+        serde_json::json!({
+            "age": self.age,
+            "score": self.score.map(|f| f.to_string()),
+            "active": self.active,
+            "born_on": self.born_on.map(|d| (d.year(), d.month(), d.day())),
+            "signed_at": self.signed_at.map(|t| [
+                i64::from(t.year()), i64::from(t.month()), i64::from(t.day()),
+                i64::from(t.hour()), i64::from(t.minute()), i64::from(t.second()),
+                i64::from(t.nanosecond()),
+            ]),
+            "opens_at": self.opens_at.map(|t| (t.hour(), t.minute(), t.second(), t.nanosecond())),
+            "balance": self.balance,
+            "data": self.data,
+            "ssn": self.ssn,
+            "motto": self.motto,
+        })
+    }
+
+    /// How many of its values are not NULL.
+    fn values(&self) -> usize {
+        self.expected()
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|v| !v.is_null())
+            .count()
+    }
+
+    fn write(&self, kms: &Kms) -> LockboxProfile {
+        let mut m = LockboxProfile::default();
+        m.set_age_blocking(kms, self.age.as_ref()).unwrap();
+        m.set_score_blocking(kms, self.score.as_ref()).unwrap();
+        m.set_active_blocking(kms, self.active.as_ref()).unwrap();
+        m.set_born_on_blocking(kms, self.born_on.as_ref()).unwrap();
+        m.set_signed_at_blocking(kms, self.signed_at.as_ref())
+            .unwrap();
+        m.set_opens_at_blocking(kms, self.opens_at.as_ref())
+            .unwrap();
+        m.set_balance_blocking(kms, self.balance).unwrap();
+        m.set_data_blocking(kms, self.data.as_ref()).unwrap();
+        m.set_ssn_blocking(kms, self.ssn).unwrap();
+        m.set_motto_blocking(kms, self.motto).unwrap();
+        m
+    }
+
+    /// Read every attribute of `m` and compare with these values (decimals as Lockbox writes
+    /// them: `BigDecimal#to_s("F")`, given here as `balance_read`).
+    fn assert_read(&self, m: &LockboxProfile, kms: &Kms, balance_read: Option<&str>) {
+        assert_eq!(m.age_blocking(kms).unwrap(), self.age);
+        assert_eq!(
+            m.score_blocking(kms).unwrap().map(f64::to_bits),
+            self.score.map(f64::to_bits),
+            "{:?}",
+            self.score
+        );
+        assert_eq!(m.active_blocking(kms).unwrap(), self.active);
+        assert_eq!(m.born_on_blocking(kms).unwrap(), self.born_on);
+        assert_eq!(m.signed_at_blocking(kms).unwrap(), self.signed_at);
+        assert_eq!(m.opens_at_blocking(kms).unwrap(), self.opens_at);
+        assert_eq!(m.balance_blocking(kms).unwrap().as_deref(), balance_read);
+        assert_eq!(m.data_blocking(kms).unwrap(), self.data);
+        assert_eq!(m.ssn_blocking(kms).unwrap().as_deref(), self.ssn);
+        assert_eq!(m.motto_blocking(kms).unwrap().as_deref(), self.motto);
+    }
+}
+
+/// `BigDecimal#to_s("F")` of the decimals in [`profiles`] (ruby/spec's examples, and the
+/// one with its trailing zero dropped).
+fn balance_as_lockbox_writes(input: Option<&str>) -> Option<&'static str> {
+    input.map(|b| match b {
+        "1234.50" => "1234.5",
+        "-00.000010000" => "-0.00001",
+        "500000" => "500000.0",
+        "NaN" => "NaN",
+        other => panic!("no Ruby answer recorded for {other}"),
+    })
+}
+
+fn run_check(args: &[String], expected: serde_json::Map<String, Value>) -> String {
+    let out = python()
+        .arg(script("lockbox_check.py"))
+        .args(args)
+        .arg(Value::Object(expected).to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Typed attributes (integer, float, boolean, date, datetime, time, decimal, json) and padded
+/// strings written in Lockbox mode through a Diesel model, read back through it, and decoded
+/// from the stored rows by lockbox_check.py, which knows Lockbox's encodings independently.
+macro_rules! typed_rows {
+    ($name:ident, $db:ty, $source:expr) => {
+        #[test]
+        fn $name() {
+            let (db, mut conn) = <$db>::new();
+            let kms = Kms::new();
+            let mut expected = serde_json::Map::new();
+            let mut values = 0;
+            for p in profiles() {
+                let mut m = p.write(&kms);
+                kms_fields_diesel::insert(&mut conn, &kms, lockbox_profiles::table, &mut m)
+                    .unwrap();
+                let id = m.id.unwrap();
+                let back: LockboxProfile = lockbox_profiles::table
+                    .find(id)
+                    .select(LockboxProfile::as_select())
+                    .first(&mut conn)
+                    .unwrap();
+                p.assert_read(&back, &Kms::new(), balance_as_lockbox_writes(p.balance));
+                expected.insert(id.to_string(), p.expected());
+                values += p.values();
+            }
+            assert_eq!(values, 33, "every value of profiles() but the NULLs");
+            let mut args = vec!["--table".to_owned(), "lockbox_profiles".to_owned()];
+            args.extend(($source)(&db));
+            let stdout = run_check(&args, expected);
+            assert!(
+                stdout.contains(&format!(
+                    "ok: 5 rows decoded independently ({values} values)"
+                )),
+                "{stdout}"
+            );
+        }
+    };
+}
+
+typed_rows!(
+    typed_lockbox_rows_on_sqlite_pass_an_independent_decoder,
+    SqliteDb,
+    |db: &SqliteDb| vec![db.path()]
+);
+typed_rows!(
+    typed_lockbox_rows_on_postgres_pass_an_independent_decoder,
+    PgDb,
+    |db: &PgDb| vec![
+        "--schema".to_owned(),
+        db.schema.clone(),
+        kms_fields_tests::db::pg_url(),
+    ]
+);
+
+/// The other way: rows lockbox_check.py stores by Lockbox's rules (its own data keys and
+/// nonces) read through the Diesel model.
+#[test]
+fn typed_lockbox_rows_written_by_an_independent_encoder_read_through_the_model() {
+    let (db, conn) = SqliteDb::new();
+    drop(conn);
+    let rows: serde_json::Map<String, Value> = profiles()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ((i + 1).to_string(), p.expected()))
+        .collect();
+    let stdout = run_check(
+        &[
+            "--write".into(),
+            "--table".into(),
+            "lockbox_profiles".into(),
+            db.path(),
+        ],
+        rows,
+    );
+    assert!(stdout.contains("ok: wrote 5 rows"), "{stdout}");
+    let mut conn = db.connect();
+    let stored: Vec<LockboxProfile> = lockbox_profiles::table
+        .order(lockbox_profiles::id)
+        .select(LockboxProfile::as_select())
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(stored.len(), 5);
+    let kms = Kms::new();
+    for (m, p) in stored.iter().zip(profiles()) {
+        p.assert_read(m, &kms, balance_as_lockbox_writes(p.balance));
+    }
+    assert_eq!(
+        kms.stats().decrypts(),
+        4,
+        "one unwrap per row that has values"
+    );
+}
+
 /// kms_rails values (made by tests/scripts/kms_rails_value.py exactly as the gem makes them:
 /// GenerateDataKey on moto, AES-256-CBC, MessagePack) read, then migrated by a key rotation.
 #[test]
@@ -249,7 +528,21 @@ fn kms_rails_values_read_and_migrate() {
         Some("1 Main St, Springfield")
     );
 
-    // a wrong kms_rails context fails as decryption failed; tampered CBC input never panics
+    // a wrong (or missing) kms_rails context fails as decryption failed: moto checks the
+    // encryption context of Decrypt against the one GenerateDataKey bound
+    let envelope = kms_fields::kms_rails::Envelope::parse(&value).unwrap();
+    let key = kms_fields::KeyVersion {
+        key_id: key_id.clone(),
+        provider: None,
+    };
+    let right = kms_fields::blocking::run(envelope.decrypt(&kms, &key, Some(("purpose", "test"))));
+    assert_eq!(&right.unwrap()[..], b"1 Main St, Springfield");
+    for wrong in [Some(("purpose", "other")), Some(("other", "test")), None] {
+        let e = kms_fields::blocking::run(envelope.decrypt(&kms, &key, wrong)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::DecryptionFailed, "{wrong:?}: {e}");
+    }
+
+    // tampered CBC input never panics
     let mut bad = value.clone();
     let n = bad.len();
     for i in [n - 1, n - 17, n - 20] {

@@ -8,7 +8,7 @@ use kms_fields::{
     DataKey, EncryptionContext, ErrorKind, KeySpec, Kms, KmsBox, StoredKey, blocking, bulk,
 };
 use kms_fields_tests::models::User;
-use kms_fields_tests::{vault_post, vault_provider, vault_requests, vault_url};
+use kms_fields_tests::{VaultStandin, vault_post, vault_provider, vault_requests, vault_url};
 
 fn ctx(id: i64) -> EncryptionContext {
     EncryptionContext::for_model("User", id)
@@ -218,6 +218,47 @@ fn context_hash_is_the_audit_hmac_of_exactly_the_sent_context() {
         &serde_json::json!({"input": gem_input}).to_string(),
     );
     assert_ne!(Some(ours.as_str()), gem["hash"].as_str());
+}
+
+/// Response-shape drift: Vault's and OpenBao's API docs show `sys/audit-hash` answering
+/// `{"hash": …}` at the top level, the generic response envelope carries it as `data.hash`, and
+/// the stand-in's default sends both. `context_hash` must read each; with neither it is an error.
+/// A private stand-in (this tree's script), because the switch applies to every request.
+#[test]
+fn context_hash_reads_the_hash_in_each_response_shape() {
+    let standin = VaultStandin::start();
+    standin.post("v1/sys/audit/file", r#"{"type":"file"}"#);
+    let p = VaultProvider::connect(&standin.url, "root", None).unwrap();
+    let c = ctx(42);
+    let input = serde_json::json!({"input": c.vault_context()}).to_string();
+    let both = standin.post("v1/sys/audit-hash/file", &input);
+    let want = both["hash"].as_str().unwrap().to_owned();
+    assert!(want.starts_with("hmac-sha256:"), "{both}");
+    assert_eq!(both["data"]["hash"].as_str(), Some(want.as_str()), "{both}");
+    for (shape, top_level, in_data) in [
+        ("top", true, false),
+        ("data", false, true),
+        ("both", true, true),
+    ] {
+        standin.post(
+            "_standin/shape",
+            &serde_json::json!({ "audit_hash": shape }).to_string(),
+        );
+        // the stand-in really answers in that shape ...
+        let raw = standin.post("v1/sys/audit-hash/file", &input);
+        assert_eq!(raw.get("hash").is_some(), top_level, "{shape}: {raw}");
+        assert_eq!(raw["data"].get("hash").is_some(), in_data, "{shape}: {raw}");
+        // ... and the provider finds the same hash in it
+        assert_eq!(
+            blocking::run(p.context_hash(&c, "file")).unwrap(),
+            want,
+            "{shape}"
+        );
+    }
+    standin.post("_standin/shape", r#"{"audit_hash":"none"}"#);
+    let e = blocking::run(p.context_hash(&c, "file")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Provider);
+    assert_eq!(e.to_string(), "Vault audit-hash returned no hash");
 }
 
 #[test]

@@ -8,15 +8,22 @@
 //! | `:boolean` | [`Boolean`] | `bool` | `t` / `f` |
 //! | `:integer` | [`Integer`] | `i64` | 8-byte big-endian signed (`pack("q>")`) |
 //! | `:float` | [`Float`] | `f64` | 8-byte big-endian IEEE 754 (`pack("G")`) |
-//! | `:decimal` | [`Decimal`] | `String` | the decimal's text (`to_s("F")`), checked |
+//! | `:decimal` | [`Decimal`] | `String` | `BigDecimal#to_s("F")`: `12.5`, `100.0`, `-0.00001` |
 //! | `:date` | [`Date`] (feature `chrono`) | `chrono::NaiveDate` | `%Y-%m-%d` |
-//! | `:datetime` | [`DateTime`] (feature `chrono`) | `chrono::DateTime<Utc>` | ISO 8601, 9 fraction digits, UTC `Z` |
-//! | `:time` | [`Time`] (feature `chrono`) | `chrono::NaiveTime` | `%H:%M:%S.%N` |
+//! | `:datetime` | [`DateTime`] (feature `chrono`) | `chrono::DateTime<Utc>` | `iso8601(9)` of the UTC time: `2024-01-02T03:04:05.123456789Z` |
+//! | `:time` | [`Time`] (feature `chrono`) | `chrono::NaiveTime` (UTC wall time) | `%H:%M:%S.%N` |
 //! | `:json` | [`Json`] | `serde_json::Value` | JSON as ActiveSupport writes it |
 //! | `:inet` | [`Inet`] | `(IpAddr, u8)` | family (0 v4, 1 v6), prefix, address padded to 16 bytes |
 //!
 //! `:hash` and `:array` (YAML) are not supported. A stored `""` of a non-string type reads as
 //! `None` (Lockbox never writes one: it stores NULL for those).
+//!
+//! Source of these rules: the `generate_<attr>_ciphertext` / `decrypt_<attr>_ciphertext`
+//! methods in Lockbox's `lib/lockbox/model.rb` (ankane/lockbox), which serialize through
+//! ActiveRecord's types first — `Type::DateTime`/`Type::Time` convert to UTC
+//! (`ActiveModel::Type::Helpers::TimeValue#serialize`, `getutc` under the default time zone) —
+//! and Lockbox's own `test/model_types_test.rb`, which pins the formats
+//! (`signed_at.utc.iso8601(9)`, `opens_at.utc.strftime("%H:%M:%S.%N")`, `pack("q>")`, …).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -34,7 +41,9 @@ fn exact<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N]> {
     })
 }
 
-/// `:boolean` — `t` / `f` (anything but `t` reads as false, as Lockbox).
+/// `:boolean` — `t` / `f`. Reading is Lockbox's `message = message == "t"`: exactly `t` is
+/// true and anything else (`f`, `true`, `1`, `T`, …) is false — not ActiveModel's boolean cast,
+/// which Lockbox only applies when writing.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Boolean;
 
@@ -88,36 +97,65 @@ impl Codec for Float {
     }
 }
 
-/// `:decimal` — the number's plain text (`BigDecimal#to_s("F")`, e.g. `123.45`), kept as a
-/// string so no precision is lost; checked to be a decimal number.
+/// `:decimal` — the number's plain text as Lockbox writes it, `BigDecimal#to_s("F")`: no
+/// exponent, no leading zeros, no trailing zeros, at least one fraction digit (`12.50` → `12.5`,
+/// `100` → `100.0`, `-00.000010000` → `-0.00001`). Kept as a string so no precision is lost.
+/// Input is checked (digits with an optional sign and fraction) and written in that canonical
+/// form; `NaN`, `Infinity` and `-Infinity` (which `to_s("F")` writes for those values) pass
+/// through both ways.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Decimal;
 
-fn is_decimal(s: &str) -> bool {
-    let body = s.strip_prefix('-').unwrap_or(s);
-    let mut parts = body.splitn(2, '.');
-    let int = parts.next().unwrap_or("");
-    let frac = parts.next();
-    !int.is_empty()
-        && int.bytes().all(|b| b.is_ascii_digit())
-        && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+const DECIMAL_SPECIALS: [&str; 3] = ["NaN", "Infinity", "-Infinity"];
+
+/// `(negative, integer digits, fraction digits)` of a plain decimal number.
+fn decimal_parts(s: &str) -> Option<(bool, &str, &str)> {
+    let (negative, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (int, frac) = match body.split_once('.') {
+        Some((i, f)) if !f.is_empty() => (i, f),
+        Some(_) => return None,
+        None => (body, ""),
+    };
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    (!int.is_empty() && digits(int) && digits(frac)).then_some((negative, int, frac))
+}
+
+/// `BigDecimal#to_s("F")` of a plain decimal number.
+fn canonical_decimal(s: &str) -> Option<String> {
+    if DECIMAL_SPECIALS.contains(&s) {
+        return Some(s.to_owned());
+    }
+    let (negative, int, frac) = decimal_parts(s)?;
+    let int = match int.trim_start_matches('0') {
+        "" => "0",
+        i => i,
+    };
+    let frac = match frac.trim_end_matches('0') {
+        "" => "0",
+        f => f,
+    };
+    Some(format!("{}{int}.{frac}", if negative { "-" } else { "" }))
 }
 
 impl Codec for Decimal {
     type Value = String;
     type Input = str;
     fn encode(input: &str) -> Result<Zeroizing<Vec<u8>>> {
-        if !is_decimal(input) {
-            return Err(Error::codec(
+        let canonical = canonical_decimal(input).ok_or_else(|| {
+            Error::codec(
                 "not a decimal number (expected digits with an optional sign and fraction)",
-            ));
-        }
-        Ok(Zeroizing::new(input.as_bytes().to_vec()))
+            )
+        })?;
+        Ok(Zeroizing::new(canonical.into_bytes()))
     }
     fn decode(bytes: &[u8]) -> Result<String> {
         let s = std::str::from_utf8(bytes)
             .map_err(|_| Error::codec("a Lockbox decimal is not UTF-8"))?;
-        if !is_decimal(s) {
+        if !DECIMAL_SPECIALS.contains(&s) && decimal_parts(s).is_none() {
             return Err(Error::codec("a Lockbox decimal is not a decimal number"));
         }
         Ok(s.to_owned())
@@ -209,11 +247,48 @@ impl Codec for Inet {
 
 #[cfg(feature = "chrono")]
 mod dates {
-    use chrono::{NaiveDate, NaiveTime, Utc};
+    use chrono::{Datelike, NaiveDate, NaiveTime, TimeZone, Timelike, Utc};
 
     use super::*;
 
-    /// `:date` — `%Y-%m-%d`.
+    /// Ruby's `strftime("%Y-%m-%d")`: the year padded to 4 digits, no `+` for years past 9999
+    /// (chrono's `%Y` writes `+10000`), `-0001` before year 1.
+    fn ymd(d: &NaiveDate) -> String {
+        let year = if d.year() < 0 {
+            format!("-{:04}", d.year().unsigned_abs())
+        } else {
+            format!("{:04}", d.year())
+        };
+        format!("{year}-{:02}-{:02}", d.month(), d.day())
+    }
+
+    /// The inverse of [`ymd`]: `-?YYYY+-MM-DD`.
+    fn parse_ymd(s: &str) -> Option<NaiveDate> {
+        let (negative, body) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let mut parts = body.split('-');
+        let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+        let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+        if parts.next().is_some()
+            || y.len() < 4
+            || y.len() > 6
+            || m.len() != 2
+            || d.len() != 2
+            || !(digits(y) && digits(m) && digits(d))
+        {
+            return None;
+        }
+        let year: i32 = y.parse().ok()?;
+        NaiveDate::from_ymd_opt(
+            if negative { -year } else { year },
+            m.parse().ok()?,
+            d.parse().ok()?,
+        )
+    }
+
+    /// `:date` — `%Y-%m-%d` (Lockbox: `message.strftime("%Y-%m-%d")`).
     #[derive(Debug, Clone, Copy, Default)]
     pub struct Date;
 
@@ -221,50 +296,92 @@ mod dates {
         type Value = NaiveDate;
         type Input = NaiveDate;
         fn encode(input: &NaiveDate) -> Result<Zeroizing<Vec<u8>>> {
-            Ok(Zeroizing::new(
-                input.format("%Y-%m-%d").to_string().into_bytes(),
-            ))
+            Ok(Zeroizing::new(ymd(input).into_bytes()))
         }
         fn decode(bytes: &[u8]) -> Result<NaiveDate> {
-            let s = std::str::from_utf8(bytes)
-                .map_err(|_| Error::codec("a Lockbox date is not UTF-8"))?;
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map_err(|_| Error::codec("a Lockbox date is not %Y-%m-%d"))
+            std::str::from_utf8(bytes)
+                .ok()
+                .and_then(parse_ymd)
+                .ok_or_else(|| Error::codec("a Lockbox date is not %Y-%m-%d"))
         }
         fn empty() -> Result<Option<NaiveDate>> {
             Ok(None)
         }
     }
 
-    /// `:datetime` — ISO 8601 with 9 fraction digits in UTC (`2024-01-02T03:04:05.123456000Z`);
-    /// reads any RFC 3339 offset.
+    /// `:datetime` — Lockbox writes `message.iso8601(9)` after ActiveRecord converted the time
+    /// to UTC: `2024-01-02T03:04:05.123456789Z` (9 fraction digits, `Z`). Reads any offset
+    /// (`+01:00`, as a Rails app with `default_timezone = :local` writes) as the same instant.
     #[derive(Debug, Clone, Copy, Default)]
     pub struct DateTime;
+
+    /// Ruby's `strftime("%H:%M:%S.%N")`. A leap second (chrono's nanosecond ≥ 1e9) has no
+    /// Ruby form: it is written as the last nanosecond of second 59.
+    fn hms_nanos(t: &NaiveTime) -> String {
+        format!(
+            "{:02}:{:02}:{:02}.{:09}",
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.nanosecond().min(999_999_999)
+        )
+    }
+
+    /// `HH:MM:SS[.fraction][Z|±HH:MM]` → (time, offset east of UTC in seconds); no zone is
+    /// UTC, as ActiveRecord reads it under its default time zone.
+    fn parse_time_and_offset(s: &str) -> Option<(NaiveTime, i32)> {
+        let (time, offset) = match s.strip_suffix('Z') {
+            Some(t) => (t, 0),
+            None => match s.rfind(['+', '-']) {
+                None => (s, 0),
+                Some(i) => {
+                    let (t, off) = s.split_at(i);
+                    let sign = if off.starts_with('-') { -1 } else { 1 };
+                    let (h, m) = off[1..].split_once(':')?;
+                    if h.len() != 2 || m.len() != 2 {
+                        return None;
+                    }
+                    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+                    if h > 23 || m > 59 {
+                        return None;
+                    }
+                    (t, sign * (h * 3600 + m * 60))
+                }
+            },
+        };
+        Some((NaiveTime::parse_from_str(time, "%H:%M:%S%.f").ok()?, offset))
+    }
+
+    fn parse_datetime(s: &str) -> Option<chrono::DateTime<Utc>> {
+        let (date, rest) = s.split_once('T')?;
+        let (time, offset) = parse_time_and_offset(rest)?;
+        let local = parse_ymd(date)?.and_time(time);
+        let utc = local.checked_sub_signed(chrono::TimeDelta::seconds(i64::from(offset)))?;
+        Some(Utc.from_utc_datetime(&utc))
+    }
 
     impl Codec for DateTime {
         type Value = chrono::DateTime<Utc>;
         type Input = chrono::DateTime<Utc>;
         fn encode(input: &chrono::DateTime<Utc>) -> Result<Zeroizing<Vec<u8>>> {
             Ok(Zeroizing::new(
-                input
-                    .format("%Y-%m-%dT%H:%M:%S%.9fZ")
-                    .to_string()
-                    .into_bytes(),
+                format!("{}T{}Z", ymd(&input.date_naive()), hms_nanos(&input.time())).into_bytes(),
             ))
         }
         fn decode(bytes: &[u8]) -> Result<chrono::DateTime<Utc>> {
-            let s = std::str::from_utf8(bytes)
-                .map_err(|_| Error::codec("a Lockbox datetime is not UTF-8"))?;
-            chrono::DateTime::parse_from_rfc3339(s)
-                .map(|d| d.with_timezone(&Utc))
-                .map_err(|_| Error::codec("a Lockbox datetime is not ISO 8601"))
+            std::str::from_utf8(bytes)
+                .ok()
+                .and_then(parse_datetime)
+                .ok_or_else(|| Error::codec("a Lockbox datetime is not ISO 8601"))
         }
         fn empty() -> Result<Option<chrono::DateTime<Utc>>> {
             Ok(None)
         }
     }
 
-    /// `:time` — `%H:%M:%S.%N` (9 fraction digits).
+    /// `:time` — `%H:%M:%S.%N` (9 fraction digits) of the UTC wall time (Lockbox:
+    /// `message.strftime("%H:%M:%S.%N")` after ActiveRecord's `Type::Time` converted to UTC).
+    /// Reads any number of fraction digits, or none.
     #[derive(Debug, Clone, Copy, Default)]
     pub struct Time;
 
@@ -272,9 +389,7 @@ mod dates {
         type Value = NaiveTime;
         type Input = NaiveTime;
         fn encode(input: &NaiveTime) -> Result<Zeroizing<Vec<u8>>> {
-            Ok(Zeroizing::new(
-                input.format("%H:%M:%S%.9f").to_string().into_bytes(),
-            ))
+            Ok(Zeroizing::new(hms_nanos(input).into_bytes()))
         }
         fn decode(bytes: &[u8]) -> Result<NaiveTime> {
             let s = std::str::from_utf8(bytes)
@@ -293,39 +408,301 @@ pub use dates::{Date, DateTime, Time};
 
 #[cfg(test)]
 mod tests {
+    //! Known answers. Where a value comes from, as the comments say: Lockbox's
+    //! `lib/lockbox/model.rb` (the `pack`/`strftime`/`iso8601` calls) and
+    //! `test/model_types_test.rb` (its formats and byte sizes), ruby/spec's
+    //! `library/bigdecimal/to_s_spec.rb` for `to_s("F")`, and IEEE 754 doubles as Python's
+    //! `struct.pack(">d", x)` prints them (the same bytes as Ruby's `pack("G")`).
+
     use super::*;
 
+    fn enc<C: Codec>(v: &C::Input) -> Vec<u8> {
+        C::encode(v).unwrap().to_vec()
+    }
+
     #[test]
-    fn known_bytes() {
+    fn integer_is_pack_q_big_endian() {
+        // pack("q>"): 8 bytes, two's complement, big-endian
         assert_eq!(
-            &Integer::encode(&-2).unwrap()[..],
-            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]
+            enc::<Integer>(&-2),
+            [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]
         );
         assert_eq!(Integer::decode(&[0, 0, 0, 0, 0, 0, 1, 0]).unwrap(), 256);
+        // test_type_integer_in_range: 2**63 - 1 and -(2**63)
+        assert_eq!(
+            enc::<Integer>(&i64::MAX),
+            [0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]
+        );
+        assert_eq!(
+            Integer::decode(&[0x80, 0, 0, 0, 0, 0, 0, 0]).unwrap(),
+            i64::MIN
+        );
+        assert_eq!(Integer::decode(&[0xff; 8]).unwrap(), -1);
         assert!(Integer::decode(&[1, 2]).is_err());
+        assert!(Integer::decode(&[0; 9]).is_err());
+    }
+
+    #[test]
+    fn float_is_pack_g_big_endian_double() {
+        let known: [(f64, [u8; 8]); 6] = [
+            (1.5, [0x3f, 0xf8, 0, 0, 0, 0, 0, 0]),
+            (-2.0, [0xc0, 0, 0, 0, 0, 0, 0, 0]),
+            (0.1, [0x3f, 0xb9, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9a]),
+            // test_type_float / test_type_float_negative: ±10.12345678
+            (
+                10.12345678,
+                [0x40, 0x24, 0x3f, 0x35, 0xba, 0x21, 0x23, 0x91],
+            ),
+            (
+                -10.12345678,
+                [0xc0, 0x24, 0x3f, 0x35, 0xba, 0x21, 0x23, 0x91],
+            ),
+            // test_type_float_infinity
+            (f64::NEG_INFINITY, [0xff, 0xf0, 0, 0, 0, 0, 0, 0]),
+        ];
+        for (value, bytes) in known {
+            assert_eq!(enc::<Float>(&value), bytes, "{value}");
+            assert_eq!(Float::decode(&bytes).unwrap().to_bits(), value.to_bits());
+        }
         assert_eq!(
-            &Float::encode(&1.5).unwrap()[..],
-            &[0x3f, 0xf8, 0, 0, 0, 0, 0, 0]
+            Float::decode(&[0x7f, 0xf0, 0, 0, 0, 0, 0, 0]).unwrap(),
+            f64::INFINITY
         );
-        assert_eq!(&Boolean::encode(&true).unwrap()[..], b"t");
-        assert!(!Boolean::decode(b"x").unwrap());
-        assert_eq!(
-            &Json::encode(&serde_json::json!({"a": "<b&c>"})).unwrap()[..],
-            br#"{"a":"\u003cb\u0026c\u003e"}"#
-        );
-        let v6: IpAddr = "2001:db8::1".parse().unwrap();
-        let enc = Inet::encode(&(v6, 64)).unwrap();
-        assert_eq!((enc.len(), enc[0], enc[1]), (18, 1, 64));
-        assert_eq!(Inet::decode(&enc).unwrap(), (v6, 64));
-        let v4 = Inet::encode(&("10.1.2.3".parse().unwrap(), 24)).unwrap();
-        assert_eq!(
-            &v4[..],
-            &[0, 24, 10, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-        );
+        // test_type_float_nan: a quiet NaN (Ruby's Float::NAN) reads as NaN, and NaN writes one
         assert!(
-            Decimal::encode("12.50").is_ok()
-                && Decimal::encode("1e5").is_err()
-                && Decimal::encode("-0.5").is_ok()
+            Float::decode(&[0x7f, 0xf8, 0, 0, 0, 0, 0, 0])
+                .unwrap()
+                .is_nan()
         );
+        assert!(Float::decode(&enc::<Float>(&f64::NAN)).unwrap().is_nan());
+        assert!(Float::decode(&[0x3f, 0xf8]).is_err());
+    }
+
+    #[test]
+    fn boolean_is_t_or_f_and_only_t_is_true() {
+        // test_type_boolean_true / _false: format "t" / "f"
+        assert_eq!(enc::<Boolean>(&true), b"t");
+        assert_eq!(enc::<Boolean>(&false), b"f");
+        assert!(Boolean::decode(b"t").unwrap());
+        // model.rb decrypt: `message = message == "t"` — every other plaintext is false
+        for other in [&b"f"[..], b"", b"x", b"T", b"true", b"1", b"t ", b"tt"] {
+            assert!(!Boolean::decode(other).unwrap(), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn decimal_is_bigdecimal_to_s_f() {
+        // ruby/spec BigDecimal#to_s: "removes trailing spaces in floating point notation"
+        for (input, written) in [
+            ("1.2500", "1.25"),
+            ("0000.00000", "0.0"),
+            ("-00.000010000", "-0.00001"),
+            ("500000", "500000.0"),
+            ("-123.45678901234567890", "-123.4567890123456789"),
+            ("12.50", "12.5"),
+            ("+7", "7.0"),
+            ("-0", "-0.0"),
+            ("NaN", "NaN"),
+            ("-Infinity", "-Infinity"),
+        ] {
+            assert_eq!(enc::<Decimal>(input), written.as_bytes(), "{input}");
+        }
+        for bad in ["1e5", "", "-", ".5", "1.", "1.2.3", "0x10", " 1", "١٢"] {
+            assert!(Decimal::encode(bad).is_err(), "{bad:?}");
+        }
+        // reading returns the stored text as it is
+        for stored in ["123.45", "100.0", "-0.5", "Infinity", "7"] {
+            assert_eq!(Decimal::decode(stored.as_bytes()).unwrap(), stored);
+        }
+        for bad in [&b"1e5"[..], b"abc", b"", b"\xff"] {
+            assert_eq!(
+                Decimal::decode(bad).unwrap_err().kind(),
+                crate::ErrorKind::Codec
+            );
+        }
+    }
+
+    #[test]
+    fn json_reads_what_activesupport_writes() {
+        // test_type_json: {a: 1, b: "hi"}.to_json
+        let value = serde_json::json!({"a": 1, "b": "hi"});
+        assert_eq!(enc::<Json>(&value), br#"{"a":1,"b":"hi"}"#);
+        assert_eq!(Json::decode(br#"{"a":1,"b":"hi"}"#).unwrap(), value);
+        // ActiveSupport escapes <, >, & and U+2028/9 (escape_html_entities_in_json)
+        assert_eq!(
+            enc::<Json>(&serde_json::json!({"a": "<b&c>\u{2028}"})),
+            br#"{"a":"\u003cb\u0026c\u003e\u2028"}"#
+        );
+        assert_eq!(
+            Json::decode(br#"["\u003cb\u0026c\u003e","\u2029",null,1.5,true]"#).unwrap(),
+            serde_json::json!(["<b&c>", "\u{2029}", null, 1.5, true])
+        );
+        let e = Json::decode(br#"{"secret": tru"#).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Codec);
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn inet_is_family_prefix_and_padded_address() {
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let enc6 = enc::<Inet>(&(v6, 64));
+        assert_eq!((enc6.len(), enc6[0], enc6[1]), (18, 1, 64));
+        assert_eq!(Inet::decode(&enc6).unwrap(), (v6, 64));
+        // pack("CCa16"): family 0, prefix, the 4 address bytes NUL-padded to 16
+        assert_eq!(
+            enc::<Inet>(&("10.1.2.3".parse().unwrap(), 24)),
+            [0, 24, 10, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert!(Inet::encode(&("10.1.2.3".parse().unwrap(), 33)).is_err());
+        assert!(Inet::decode(&[2; 18]).is_err());
+    }
+
+    #[test]
+    fn non_string_types_read_a_stored_empty_string_as_none() {
+        assert!(Boolean::empty().unwrap().is_none());
+        assert!(Integer::empty().unwrap().is_none());
+        assert!(Float::empty().unwrap().is_none());
+        assert!(Decimal::empty().unwrap().is_none());
+        assert!(Json::empty().unwrap().is_none());
+        assert!(Inet::empty().unwrap().is_none());
+    }
+
+    #[test]
+    fn round_trips() {
+        for v in [0, 1, -1, 42, i64::MIN, i64::MAX] {
+            assert_eq!(Integer::decode(&enc::<Integer>(&v)).unwrap(), v);
+        }
+        for v in [
+            0.0,
+            -0.0,
+            1e-310,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::INFINITY,
+        ] {
+            assert_eq!(
+                Float::decode(&enc::<Float>(&v)).unwrap().to_bits(),
+                v.to_bits()
+            );
+        }
+        for v in [true, false] {
+            assert_eq!(Boolean::decode(&enc::<Boolean>(&v)).unwrap(), v);
+        }
+        for v in [
+            "0.0",
+            "-1.5",
+            "123456789012345678901234567890.000000000000000000001",
+        ] {
+            assert_eq!(Decimal::decode(&enc::<Decimal>(v)).unwrap(), v);
+        }
+        let j = serde_json::json!({"x": [1, "é<>&", {"y": null}], "z": -0.25});
+        assert_eq!(Json::decode(&enc::<Json>(&j)).unwrap(), j);
+    }
+
+    #[cfg(feature = "chrono")]
+    mod dates {
+        use chrono::{NaiveDate, NaiveTime, TimeZone, Utc};
+
+        use super::super::{Date, DateTime, Time};
+        use super::*;
+
+        fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+            NaiveDate::from_ymd_opt(y, m, d).unwrap()
+        }
+
+        #[test]
+        fn date_is_strftime_y_m_d() {
+            assert_eq!(enc::<Date>(&date(2024, 1, 2)), b"2024-01-02");
+            assert_eq!(Date::decode(b"2024-01-02").unwrap(), date(2024, 1, 2));
+            // test_type_date_bytesize: year 999 is still 10 bytes (padded), year 99999 is not
+            assert_eq!(enc::<Date>(&date(999, 1, 1)), b"0999-01-01");
+            // Ruby's %Y has no "+" past 9999 (chrono's %Y would write +99999-01-01)
+            assert_eq!(enc::<Date>(&date(99999, 1, 1)), b"99999-01-01");
+            assert_eq!(enc::<Date>(&date(-1, 12, 31)), b"-0001-12-31");
+            for v in [
+                date(999, 1, 1),
+                date(99999, 1, 1),
+                date(-1, 12, 31),
+                date(2000, 2, 29),
+            ] {
+                assert_eq!(Date::decode(&enc::<Date>(&v)).unwrap(), v);
+            }
+            for bad in [
+                &b"2024-1-02"[..],
+                b"2024-02-30",
+                b"24-01-02",
+                b"2024-01-02T00:00",
+                b"",
+                b"+2024-01-02",
+            ] {
+                assert!(Date::decode(bad).is_err(), "{bad:?}");
+            }
+        }
+
+        #[test]
+        fn datetime_is_iso8601_9_in_utc() {
+            // test_type_datetime: Time.current.round(6) written as signed_at.utc.iso8601(9)
+            let t = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap()
+                + chrono::TimeDelta::microseconds(123_456);
+            assert_eq!(enc::<DateTime>(&t), b"2024-01-02T03:04:05.123456000Z");
+            // test_type_datetime_bytesize: 30 bytes
+            assert_eq!(enc::<DateTime>(&t).len(), 30);
+            let ns = Utc.with_ymd_and_hms(1999, 12, 31, 23, 59, 59).unwrap()
+                + chrono::TimeDelta::nanoseconds(999_999_999);
+            assert_eq!(enc::<DateTime>(&ns), b"1999-12-31T23:59:59.999999999Z");
+            let whole = Utc.with_ymd_and_hms(2024, 6, 1, 0, 0, 0).unwrap();
+            assert_eq!(enc::<DateTime>(&whole), b"2024-06-01T00:00:00.000000000Z");
+            for v in [t, ns, whole] {
+                assert_eq!(DateTime::decode(&enc::<DateTime>(&v)).unwrap(), v);
+            }
+            // a Rails app with default_timezone = :local writes its offset: the same instant
+            let utc = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap()
+                + chrono::TimeDelta::nanoseconds(123_456_789);
+            assert_eq!(
+                DateTime::decode(b"2024-01-02T04:04:05.123456789+01:00").unwrap(),
+                utc
+            );
+            assert_eq!(
+                DateTime::decode(b"2024-01-01T22:04:05.123456789-05:00").unwrap(),
+                utc
+            );
+            assert_eq!(
+                DateTime::decode(b"2024-01-02T03:04:05.123456789").unwrap(),
+                utc
+            );
+            for bad in [
+                &b"2024-01-02 03:04:05Z"[..],
+                b"2024-01-02T03:04Z",
+                b"2024-01-02T03:04:05+1",
+                b"2024-01-02T03:04:05+24:00",
+                b"garbage",
+                b"",
+            ] {
+                assert!(DateTime::decode(bad).is_err(), "{bad:?}");
+            }
+        }
+
+        #[test]
+        fn time_is_strftime_h_m_s_n() {
+            // test_type_time: opens_at.utc.strftime("%H:%M:%S.%N"); test_type_time_bytesize: 18
+            let t = NaiveTime::from_hms_micro_opt(3, 4, 5, 123_456).unwrap();
+            assert_eq!(enc::<Time>(&t), b"03:04:05.123456000");
+            let n = NaiveTime::from_hms_nano_opt(23, 0, 9, 7).unwrap();
+            assert_eq!(enc::<Time>(&n), b"23:00:09.000000007");
+            assert_eq!(enc::<Time>(&NaiveTime::MIN), b"00:00:00.000000000");
+            for v in [t, n, NaiveTime::MIN] {
+                assert_eq!(Time::decode(&enc::<Time>(&v)).unwrap(), v);
+            }
+            assert_eq!(
+                Time::decode(b"03:04:05").unwrap(),
+                NaiveTime::from_hms_opt(3, 4, 5).unwrap()
+            );
+            // a leap second has no Ruby form: the last nanosecond of second 59
+            let leap = NaiveTime::from_hms_nano_opt(23, 59, 59, 1_500_000_000).unwrap();
+            assert_eq!(enc::<Time>(&leap), b"23:59:59.999999999");
+            for bad in [&b"03:04"[..], b"25:00:00.0", b"noon", b"03:04:05Z", b""] {
+                assert!(Time::decode(bad).is_err(), "{bad:?}");
+            }
+        }
     }
 }

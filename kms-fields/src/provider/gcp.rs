@@ -254,4 +254,88 @@ mod tests {
         }
         assert!(check_encrypt("k", false, true, false, b"ct", Some(crc32c(b"ct"))).is_ok());
     }
+
+    /// A service error as the client returns it for a status the server sent.
+    fn status(code: Code, message: &str) -> google_cloud_gax::error::Error {
+        google_cloud_gax::error::Error::service(
+            google_cloud_gax::error::rpc::Status::default()
+                .set_code(code)
+                .set_message(message),
+        )
+    }
+
+    fn mapped(op: &str, e: google_cloud_gax::error::Error) -> (ErrorKind, bool, String) {
+        let e = map_error(op, "projects/p/locations/l/keyRings/r/cryptoKeys/k", e);
+        (e.kind(), e.is_retryable(), e.to_string())
+    }
+
+    #[test]
+    fn status_codes_map_to_error_kinds() {
+        for op in ["encrypt", "decrypt"] {
+            for code in [Code::PermissionDenied, Code::Unauthenticated] {
+                let (kind, retry, text) = mapped(
+                    op,
+                    status(
+                        code,
+                        "Permission 'cloudkms.cryptoKeyVersions.useToDecrypt' denied",
+                    ),
+                );
+                assert_eq!(
+                    (kind, retry),
+                    (ErrorKind::AccessDenied, false),
+                    "{op} {code:?}"
+                );
+                assert!(
+                    text.contains("permission denied") && text.contains(op),
+                    "{text}"
+                );
+            }
+            for code in [Code::NotFound, Code::FailedPrecondition] {
+                let (kind, retry, text) =
+                    mapped(op, status(code, "CryptoKeyVersion 1 is DESTROYED"));
+                assert_eq!(
+                    (kind, retry),
+                    (ErrorKind::KeyUnusable, false),
+                    "{op} {code:?}"
+                );
+                assert!(text.ends_with("CryptoKeyVersion 1 is DESTROYED"), "{text}");
+            }
+            for code in [
+                Code::Unavailable,
+                Code::DeadlineExceeded,
+                Code::ResourceExhausted,
+                Code::Internal,
+                Code::Aborted,
+            ] {
+                let (kind, retry, _) = mapped(op, status(code, "try again"));
+                assert_eq!((kind, retry), (ErrorKind::Provider, true), "{op} {code:?}");
+            }
+            // a client-side timeout (no status at all) is retryable too
+            let (kind, retry, text) =
+                mapped(op, google_cloud_gax::error::Error::timeout("deadline"));
+            assert_eq!((kind, retry), (ErrorKind::Provider, true));
+            assert!(text.contains("cannot reach the service"), "{text}");
+            // anything else is a provider error that retrying will not fix
+            let (kind, retry, _) = mapped(op, status(Code::Unimplemented, "no"));
+            assert_eq!((kind, retry), (ErrorKind::Provider, false));
+        }
+        // INVALID_ARGUMENT is a failed decryption (wrong AAD, another key's ciphertext) on
+        // decrypt, with the fixed message; on encrypt it is a request error
+        let (kind, retry, text) = mapped(
+            "decrypt",
+            status(
+                Code::InvalidArgument,
+                "Decryption failed: verify that 'name' refers to the correct CryptoKey.",
+            ),
+        );
+        assert_eq!(
+            (kind, retry, text.as_str()),
+            (ErrorKind::DecryptionFailed, false, "Decryption failed")
+        );
+        let (kind, retry, _) = mapped(
+            "encrypt",
+            status(Code::InvalidArgument, "plaintext too long"),
+        );
+        assert_eq!((kind, retry), (ErrorKind::Provider, false));
+    }
 }

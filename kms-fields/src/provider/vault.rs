@@ -19,8 +19,11 @@
 //! `KeyUnusable`; 5xx (other than an authentication failure), 429 and connection errors →
 //! retryable `Provider`.
 //!
-//! OpenBao serves the same API; the one drift that matters here is older Vault (1.5–1.6) answering
-//! a wrong context with HTTP 500, which is why messages are checked before status codes.
+//! OpenBao serves the same API. Two drifts are handled: older Vault (1.5–1.6) answers a wrong
+//! context with HTTP 500, which is why messages are checked before status codes; and
+//! `sys/audit-hash` is documented (by Vault and OpenBao alike) as answering `{"hash": …}` at the
+//! top level, while a server may send the generic envelope with `data.hash` (or both), so
+//! [`VaultProvider::context_hash`] reads either.
 
 use std::fmt;
 use std::sync::Arc;
