@@ -451,14 +451,13 @@ pub fn build(cx: &Ctxt, input: &DeriveInput) -> Option<Model> {
     }
 
     let table = sa.table.map(|t| t.value()).or(sa.orm_table);
-    if table.is_none() {
-        if let Some(b) = blind_indexes.first() {
+    if table.is_none()
+        && let Some(b) = blind_indexes.first() {
             cx.syn_error(syn::Error::new(
                 b.span,
                 "a blind index's key is derived from the table name: give it with #[diesel(table_name = ...)], #[sea_orm(table_name = \"...\")] or #[kms(table = \"...\")]",
             ));
         }
-    }
     if parsed.iter().all(|(_, a)| a.encrypted.is_none()) {
         cx.error_spanned_by(
             &input.ident,
@@ -623,10 +622,10 @@ fn build_key(
     fields: &syn::punctuated::Punctuated<syn::Field, syn::Token![,]>,
 ) -> Option<Key> {
     let name = k.name.as_ref().map(|n| n.value());
-    if let Some(n) = &k.name {
-        if n.value().is_empty()
+    if let Some(n) = &k.name
+        && (n.value().is_empty()
             || n.value() == "kms_key"
-            || syn::parse_str::<Ident>(&n.value()).is_err()
+            || syn::parse_str::<Ident>(&n.value()).is_err())
         {
             cx.error_spanned_by(
                 n,
@@ -634,7 +633,6 @@ fn build_key(
             );
             return None;
         }
-    }
     let method = match &name {
         Some(n) => format!("kms_key_{n}"),
         None => "kms_key".to_owned(),

@@ -126,11 +126,10 @@ impl KmsBox {
                     ))
                 })?,
         );
-        if let Ok(text) = rmp_serde::from_slice::<String>(&plaintext) {
-            if Self::is_sealed(&text) && split_sealed(&text).is_ok() {
+        if let Ok(text) = rmp_serde::from_slice::<String>(&plaintext)
+            && Self::is_sealed(&text) && split_sealed(&text).is_ok() {
                 return Ok(text);
             }
-        }
         let key = DataKey::generate()?;
         let stored = self.encrypt(key.expose_secret(), context).await?;
         let body = cipher::encrypt(

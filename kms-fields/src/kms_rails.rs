@@ -63,7 +63,7 @@ impl Envelope {
         let iv: [u8; 16] = iv
             .try_into()
             .map_err(|_| Error::bad_format("kms_rails value: the IV is not 16 bytes"))?;
-        if key.is_empty() || blob.is_empty() || blob.len() % 16 != 0 {
+        if key.is_empty() || blob.is_empty() || !blob.len().is_multiple_of(16) {
             return Err(Error::bad_format(
                 "kms_rails value: empty key or ciphertext not a whole number of blocks",
             ));

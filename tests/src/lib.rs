@@ -4,7 +4,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    missing_debug_implementations
+    missing_debug_implementations,
+    clippy::duplicated_attributes
 )]
 
 /// The workspace README's code blocks, compiled and run as doc tests here (this crate depends

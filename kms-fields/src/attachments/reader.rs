@@ -198,11 +198,10 @@ impl AttachmentStream {
     /// segment) is an `Err` here rather than the stream's first item.
     pub(crate) async fn first_segment_verified(mut self) -> Result<Self> {
         futures::future::poll_fn(|cx| self.poll_fill(cx)).await;
-        if self.ready.is_empty() {
-            if let Some(e) = self.error.take() {
+        if self.ready.is_empty()
+            && let Some(e) = self.error.take() {
                 return Err(e);
             }
-        }
         Ok(self)
     }
 }

@@ -40,7 +40,7 @@ pub fn pad(data: &[u8], block: usize) -> Result<Vec<u8>> {
 /// error (it authenticated, so the padding option does not match the writer's).
 pub fn unpad_in_place(buf: &mut Vec<u8>, block: usize) -> Result<()> {
     check_block(block)?;
-    if buf.is_empty() || buf.len() % block != 0 {
+    if buf.is_empty() || !buf.len().is_multiple_of(block) {
         return Err(invalid());
     }
     let Some(pos) = buf.iter().rposition(|&b| b != 0) else {

@@ -58,13 +58,12 @@ async fn decrypt_raw<M: KmsModel + ?Sized>(m: &M, kms: &Kms, attr: usize) -> Res
         return Ok(Plain::Null);
     };
     let raw = raw.map_err(|e| e.context(location(m, def.column)))?;
-    if let Some(rails) = def.kms_rails {
-        if keyless(m, def.key) {
+    if let Some(rails) = def.kms_rails
+        && keyless(m, def.key) {
             return kms_rails_plaintext(m, kms, def, rails, &raw)
                 .await
                 .map(Plain::Bytes);
         }
-    }
     let key = data_key(m, kms, def.key).await?.ok_or_else(|| {
         Error::new(
             ErrorKind::BadFormat,
