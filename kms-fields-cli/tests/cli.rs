@@ -62,7 +62,8 @@ macro_rules! status_and_rewrap {
             let url = db.url();
             let s = status_of(&url);
             assert!(
-                s.contains("users.encrypted_kms_key: 300 rows") && s.contains("v1                       300"),
+                s.contains("users.encrypted_kms_key: 300 rows")
+                    && s.contains("v1                       300"),
                 "{s}"
             );
             let o = cli()
@@ -71,9 +72,16 @@ macro_rules! status_and_rewrap {
                 .output()
                 .unwrap();
             assert!(o.status.success(), "{}", text(&o));
-            assert!(text(&o).contains("re-wrapped 300 rows to v2"), "{}", text(&o));
+            assert!(
+                text(&o).contains("re-wrapped 300 rows to v2"),
+                "{}",
+                text(&o)
+            );
             let s = status_of(&url);
-            assert!(s.contains("v2                       300") && !s.contains("v1 "), "{s}");
+            assert!(
+                s.contains("v2                       300") && !s.contains("v1 "),
+                "{s}"
+            );
             let o = cli().args(rewrap_args(&url)).output().unwrap();
             assert!(text(&o).contains("re-wrapped 0 rows"), "{}", text(&o));
         }
@@ -101,7 +109,10 @@ macro_rules! interrupted_rewrap {
             child.kill().unwrap();
             child.wait().unwrap();
             let mid = status_of(&url);
-            assert!(mid.contains("v1") && mid.contains("v2"), "killed mid-way: {mid}");
+            assert!(
+                mid.contains("v1") && mid.contains("v2"),
+                "killed mid-way: {mid}"
+            );
             let o = cli().args(rewrap_args(&url)).output().unwrap();
             assert!(o.status.success(), "{}", text(&o));
             let s = status_of(&url);
@@ -110,17 +121,24 @@ macro_rules! interrupted_rewrap {
             use kms_fields_tests::models::UserV2;
             use kms_fields_tests::schema::users;
             let mut conn = db.connect();
-            let rows: Vec<UserV2> = users::table.select(UserV2::as_select()).load(&mut conn).unwrap();
+            let rows: Vec<UserV2> = users::table
+                .select(UserV2::as_select())
+                .load(&mut conn)
+                .unwrap();
             let kms = kms_fields::Kms::new();
             let unlocked =
-                kms_fields::blocking::block_on(kms_fields::bulk::unlock_many(&kms, &rows, 64)).unwrap();
+                kms_fields::blocking::block_on(kms_fields::bulk::unlock_many(&kms, &rows, 64))
+                    .unwrap();
             assert!(unlocked.iter().all(|r| r.is_ok()));
         }
     };
 }
 
 interrupted_rewrap!(an_interrupted_rewrap_finishes_when_run_again, SqliteDb);
-interrupted_rewrap!(an_interrupted_rewrap_on_postgres_finishes_when_run_again, PgDb);
+interrupted_rewrap!(
+    an_interrupted_rewrap_on_postgres_finishes_when_run_again,
+    PgDb
+);
 
 #[test]
 fn two_rewrap_processes_at_once_on_postgres() {
@@ -174,7 +192,13 @@ macro_rules! clear_errors {
                 text(&o)
             );
             let o = run(&[
-                "status", "--database-url", &url, "--table", "users", "--key-column", "missing_col",
+                "status",
+                "--database-url",
+                &url,
+                "--table",
+                "users",
+                "--key-column",
+                "missing_col",
             ]);
             assert_eq!(o.status.code(), Some(2), "{}", text(&o));
             assert!(text(&o).contains("missing_col"), "{}", text(&o));
@@ -186,8 +210,15 @@ macro_rules! clear_errors {
             use diesel::prelude::*;
             use kms_fields_tests::schema::users;
             let other = run(&[
-                "box", "encrypt", "--key-id", "insecure-test-key", "--context", "model_name=User",
-                "--context", "model_id=999", "x",
+                "box",
+                "encrypt",
+                "--key-id",
+                "insecure-test-key",
+                "--context",
+                "model_name=User",
+                "--context",
+                "model_id=999",
+                "x",
             ]);
             let wrong_ctx = String::from_utf8(other.stdout).unwrap();
             diesel::update(users::table.find(ids[3]))
@@ -214,13 +245,26 @@ clear_errors!(clear_errors_and_exit_codes_on_mysql, MysqlDb);
 
 #[test]
 fn bad_and_unreachable_database_urls() {
-    let o = run(&["status", "--database-url", "redis://localhost", "--table", "users"]);
+    let o = run(&[
+        "status",
+        "--database-url",
+        "redis://localhost",
+        "--table",
+        "users",
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("unsupported database URL"), "{}", text(&o));
+    assert!(
+        text(&o).contains("unsupported database URL"),
+        "{}",
+        text(&o)
+    );
     for (url, says) in [
         ("postgres://nobody:secret@127.0.0.1:1/x", "cannot connect"),
         ("mysql://nobody:secret@127.0.0.1:1/x", "cannot connect"),
-        ("sqlite:///nonexistent-dir/x/y.sqlite3", "no SQLite database at"),
+        (
+            "sqlite:///nonexistent-dir/x/y.sqlite3",
+            "no SQLite database at",
+        ),
     ] {
         let o = run(&["status", "--database-url", url, "--table", "users"]);
         assert_eq!(o.status.code(), Some(2), "{url}: {}", text(&o));

@@ -10,8 +10,7 @@ use crate::ctxt::Ctxt;
 
 pub const STRUCT_KEYS: &str = "model_name, table, id, lockbox, save_flow, sequence, updated_at, crate, key(...), seaorm_hooks";
 pub const KEY_KEYS: &str = "name, key_id, key_id_env, key_id_fn, version, previous(N = \"key id\", ...), context, spec, column, upgrade_context";
-pub const FIELD_KEYS: &str =
-    "encrypted, key, attr, binary, serde, codec, associated_data, padding, kms_rails, blind_index(...), id";
+pub const FIELD_KEYS: &str = "encrypted, key, attr, binary, serde, codec, associated_data, padding, kms_rails, blind_index(...), id";
 pub const BIDX_KEYS: &str =
     "column, expression, size, slow, cost(t = N, m = N), algorithm, iterations, master_key, unique";
 

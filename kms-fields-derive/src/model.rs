@@ -422,7 +422,8 @@ pub fn build(cx: &Ctxt, input: &DeriveInput) -> Option<Model> {
         }
         let plain_string = codecs == 0;
         for b in &fa.blind_indexes {
-            if let Some(bidx) = build_bidx(cx, &krate, b, &name, attrs.len(), plain_string, fields) {
+            if let Some(bidx) = build_bidx(cx, &krate, b, &name, attrs.len(), plain_string, fields)
+            {
                 if blind_indexes.iter().any(|o: &Bidx| o.column == bidx.column) {
                     cx.syn_error(syn::Error::new(
                         b.span,
@@ -452,12 +453,13 @@ pub fn build(cx: &Ctxt, input: &DeriveInput) -> Option<Model> {
 
     let table = sa.table.map(|t| t.value()).or(sa.orm_table);
     if table.is_none()
-        && let Some(b) = blind_indexes.first() {
-            cx.syn_error(syn::Error::new(
+        && let Some(b) = blind_indexes.first()
+    {
+        cx.syn_error(syn::Error::new(
                 b.span,
                 "a blind index's key is derived from the table name: give it with #[diesel(table_name = ...)], #[sea_orm(table_name = \"...\")] or #[kms(table = \"...\")]",
             ));
-        }
+    }
     if parsed.iter().all(|(_, a)| a.encrypted.is_none()) {
         cx.error_spanned_by(
             &input.ident,
@@ -489,7 +491,12 @@ pub fn build(cx: &Ctxt, input: &DeriveInput) -> Option<Model> {
     })
 }
 
-fn int_in(cx: &Ctxt, lit: &syn::LitInt, range: std::ops::RangeInclusive<u32>, what: &str) -> Option<u32> {
+fn int_in(
+    cx: &Ctxt,
+    lit: &syn::LitInt,
+    range: std::ops::RangeInclusive<u32>,
+    what: &str,
+) -> Option<u32> {
     match lit.base10_parse::<u32>() {
         Ok(n) if range.contains(&n) => Some(n),
         _ => {
@@ -529,14 +536,21 @@ fn build_bidx(
     let algorithm = match algorithm_name.as_str() {
         "argon2id" => {
             if let Some(i) = &b.iterations {
-                cx.error_spanned_by(i, "`iterations` is a pbkdf2_sha256 option: Argon2id takes cost(t = N, m = N)");
+                cx.error_spanned_by(
+                    i,
+                    "`iterations` is a pbkdf2_sha256 option: Argon2id takes cost(t = N, m = N)",
+                );
             }
             match &b.cost {
                 None if slow => quote!(#alg::ARGON2ID_SLOW),
                 None => quote!(#alg::ARGON2ID),
                 Some((_, t, m)) => {
-                    let t = t.as_ref().map_or(Some(if slow { 4 } else { 3 }), |t| int_in(cx, t, 3..=10, "argon2id t"));
-                    let m = m.as_ref().map_or(Some(if slow { 15 } else { 12 }), |m| int_in(cx, m, 3..=22, "argon2id m (log2 of KiB)"));
+                    let t = t.as_ref().map_or(Some(if slow { 4 } else { 3 }), |t| {
+                        int_in(cx, t, 3..=10, "argon2id t")
+                    });
+                    let m = m.as_ref().map_or(Some(if slow { 15 } else { 12 }), |m| {
+                        int_in(cx, m, 3..=22, "argon2id m (log2 of KiB)")
+                    });
                     match (t, m) {
                         (Some(t), Some(m)) => {
                             let kib = 1u32 << m;
@@ -549,7 +563,10 @@ fn build_bidx(
         }
         "pbkdf2_sha256" | "pbkdf2_hmac" => {
             if let Some((span, _, _)) = &b.cost {
-                cx.syn_error(syn::Error::new(*span, "`cost(t, m)` is an argon2id option: PBKDF2 takes `iterations = N`"));
+                cx.syn_error(syn::Error::new(
+                    *span,
+                    "`cost(t, m)` is an argon2id option: PBKDF2 takes `iterations = N`",
+                ));
             }
             let n = match &b.iterations {
                 Some(i) => int_in(cx, i, 1..=100_000_000, "iterations"),
@@ -626,13 +643,13 @@ fn build_key(
         && (n.value().is_empty()
             || n.value() == "kms_key"
             || syn::parse_str::<Ident>(&n.value()).is_err())
-        {
-            cx.error_spanned_by(
-                n,
-                "a key name is a Rust identifier such as \"phone\" (the default key has no name)",
-            );
-            return None;
-        }
+    {
+        cx.error_spanned_by(
+            n,
+            "a key name is a Rust identifier such as \"phone\" (the default key has no name)",
+        );
+        return None;
+    }
     let method = match &name {
         Some(n) => format!("kms_key_{n}"),
         None => "kms_key".to_owned(),

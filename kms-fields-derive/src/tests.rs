@@ -130,7 +130,10 @@ fn expansion_of_blind_indexes() {
         }
     });
     // the derived index key depends on the table and column names: both are in the builder
-    assert!(out.contains(r#"BlindIndex::builder("people", "email_bidx")"#), "{out}");
+    assert!(
+        out.contains(r#"BlindIndex::builder("people", "email_bidx")"#),
+        "{out}"
+    );
     assert!(out.contains("Algorithm::pbkdf2_sha256(1000u32)"), "{out}");
     assert!(out.contains("Encoding::Raw"), "{out}");
     // the setter computes every index before it encrypts, then stores them
@@ -139,7 +142,11 @@ fn expansion_of_blind_indexes() {
     let write = setter.find("write_attribute").unwrap();
     assert!(setter.find("blind_index_value_async").unwrap() < write);
     assert!(setter.rfind("self.email_exact_bidx = ").unwrap() > write);
-    for helper in ["pub fn email_bidx(", "pub async fn email_bidx_async(", "pub async fn email_exact_bidx_in<"] {
+    for helper in [
+        "pub fn email_bidx(",
+        "pub async fn email_bidx_async(",
+        "pub async fn email_exact_bidx_in<",
+    ] {
         assert!(out.contains(helper), "{helper}");
     }
     insta::assert_snapshot!(out);

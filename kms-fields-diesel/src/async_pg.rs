@@ -138,10 +138,12 @@ where
                 .execute(conn)
                 .await
                 .map_err(Error::database)?;
-            if model.record_id().is_none() && M::ID_KIND == IdKind::Integer
-                && let Ok(id) = last_insert_id(conn).await {
-                    let _ = model.set_record_id(id);
-                }
+            if model.record_id().is_none()
+                && M::ID_KIND == IdKind::Integer
+                && let Ok(id) = last_insert_id(conn).await
+            {
+                let _ = model.set_record_id(id);
+            }
             Ok(())
         }
     }

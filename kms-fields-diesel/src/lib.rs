@@ -7,10 +7,10 @@
 
 #[cfg(feature = "async-postgres")]
 pub mod async_pg;
-mod connection;
-mod flow;
 #[cfg(feature = "attachments")]
 pub mod attachments;
+mod connection;
+mod flow;
 mod key_column;
 pub mod migration;
 pub mod rotation;

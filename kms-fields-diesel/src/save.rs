@@ -116,10 +116,12 @@ where
 /// Give a database-assigned integer id back to the model (best effort: a table without an
 /// auto-increment id simply keeps `None`).
 fn learn_id<M: KmsModel, C: KmsConnection>(conn: &mut C, model: &mut M) {
-    if model.record_id().is_none() && M::ID_KIND == IdKind::Integer
-        && let Ok(id) = conn.kms_last_insert_id() {
-            let _ = model.set_record_id(id);
-        }
+    if model.record_id().is_none()
+        && M::ID_KIND == IdKind::Integer
+        && let Ok(id) = conn.kms_last_insert_id()
+    {
+        let _ = model.set_record_id(id);
+    }
 }
 
 /// Write the record's encrypted state: wrap any new data key (one KMS `Encrypt` each, never a

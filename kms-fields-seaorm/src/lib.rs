@@ -1,9 +1,9 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod hooks;
 #[cfg(feature = "attachments")]
 pub mod attachments;
+pub mod hooks;
 mod key_column;
 pub mod migration;
 pub mod rotation;

@@ -55,12 +55,14 @@ fn row(r: &QueryResult) -> Result<Row> {
     let n: i64 = r.try_get("", "kmsf_n").map_err(db_err)?;
     let mut cols = Vec::with_capacity(n.max(0) as usize);
     for i in 0..n {
-        cols.push(match r.try_get::<Option<String>>("", &format!("kmsf_t{i}")) {
-            Ok(t) => t.map(String::into_bytes),
-            Err(_) => r
-                .try_get::<Option<Vec<u8>>>("", &format!("kmsf_b{i}"))
-                .map_err(db_err)?,
-        });
+        cols.push(
+            match r.try_get::<Option<String>>("", &format!("kmsf_t{i}")) {
+                Ok(t) => t.map(String::into_bytes),
+                Err(_) => r
+                    .try_get::<Option<Vec<u8>>>("", &format!("kmsf_b{i}"))
+                    .map_err(db_err)?,
+            },
+        );
     }
     Ok(Row { id, key, cols })
 }
@@ -165,7 +167,10 @@ pub async fn key_versions<C: ConnectionTrait + TransactionTrait + Sync>(
 
 /// Fill blind index `bidx` of model `M` for the rows whose index column is NULL
 /// ([`kms_fields::table::backfill_blind_index`] on this connection): resumable, guarded.
-pub async fn backfill_blind_index<M: kms_fields::KmsModel, C: ConnectionTrait + TransactionTrait + Sync>(
+pub async fn backfill_blind_index<
+    M: kms_fields::KmsModel,
+    C: ConnectionTrait + TransactionTrait + Sync,
+>(
     db: &C,
     kms: &Kms,
     bidx: usize,

@@ -98,12 +98,13 @@ where
 /// hooks (`kms_fields_seaorm::hooks`) already wrapped, so they are not wrapped twice.
 fn adopt_id<M: KmsModel>(model: &mut M, saved: &M) -> Result<()> {
     if model.record_id().is_none()
-        && let Some(id) = saved.record_id() {
-            let id: i64 = id
-                .parse()
-                .map_err(|_| Error::new(ErrorKind::Config, "the database id is not an integer"))?;
-            model.set_record_id(id)?;
-        }
+        && let Some(id) = saved.record_id()
+    {
+        let id: i64 = id
+            .parse()
+            .map_err(|_| Error::new(ErrorKind::Config, "the database id is not an integer"))?;
+        model.set_record_id(id)?;
+    }
     for k in 0..M::KEYS.len() {
         if let (true, Some(stored)) = (
             model.key_column(k).is_pending(),

@@ -142,10 +142,11 @@ pub async fn seal_many<M: KmsModel>(
         .collect();
     for (i, k, r) in &mut outcome {
         if let Err(e) = r
-            && results[*i].is_ok() {
-                let e = std::mem::replace(e, Error::new(ErrorKind::Provider, ""));
-                results[*i] = Err(e.context(model::location(&records[*i], M::KEYS[*k].method)));
-            }
+            && results[*i].is_ok()
+        {
+            let e = std::mem::replace(e, Error::new(ErrorKind::Provider, ""));
+            results[*i] = Err(e.context(model::location(&records[*i], M::KEYS[*k].method)));
+        }
     }
     for (i, k, r) in outcome {
         if let (Ok(stored), true) = (r, results[i].is_ok()) {

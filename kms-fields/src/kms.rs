@@ -198,7 +198,9 @@ impl Kms {
         if std::env::var_os(crate::blind_index::MASTER_KEY_ENV).is_some() {
             match crate::blind_index::MasterKey::from_env() {
                 Ok(key) => b = b.blind_index_key(key),
-                Err(e) => tracing::warn!(target: "kms_fields", error = %e, "ignoring BLIND_INDEX_MASTER_KEY"),
+                Err(e) => {
+                    tracing::warn!(target: "kms_fields", error = %e, "ignoring BLIND_INDEX_MASTER_KEY")
+                }
             }
         }
         b.build()

@@ -117,19 +117,18 @@ impl KmsBox {
         value: &T,
         context: Option<&EncryptionContext>,
     ) -> Result<String> {
-        let plaintext = Zeroizing::new(
-            rmp_serde::to_vec_named(value)
-                .map_err(|e| {
-                    Error::codec(format!(
-                        "cannot serialise the value: {}",
-                        crate::codec::redact_serde(&e.to_string())
-                    ))
-                })?,
-        );
+        let plaintext = Zeroizing::new(rmp_serde::to_vec_named(value).map_err(|e| {
+            Error::codec(format!(
+                "cannot serialise the value: {}",
+                crate::codec::redact_serde(&e.to_string())
+            ))
+        })?);
         if let Ok(text) = rmp_serde::from_slice::<String>(&plaintext)
-            && Self::is_sealed(&text) && split_sealed(&text).is_ok() {
-                return Ok(text);
-            }
+            && Self::is_sealed(&text)
+            && split_sealed(&text).is_ok()
+        {
+            return Ok(text);
+        }
         let key = DataKey::generate()?;
         let stored = self.encrypt(key.expose_secret(), context).await?;
         let body = cipher::encrypt(

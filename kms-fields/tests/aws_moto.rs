@@ -95,8 +95,11 @@ async fn reencrypt_moves_to_another_key_and_version() {
     // refuses it (moto: a KeyId that is not the blob's is AccessDenied)
     let blob = kms_fields::StoredKey::parse(&rewrapped).unwrap().ciphertext;
     let client = moto_client().await;
-    let aws_ctx: std::collections::HashMap<String, String> =
-        [("model_id".to_owned(), "5".to_owned()), ("model_name".to_owned(), "User".to_owned())].into();
+    let aws_ctx: std::collections::HashMap<String, String> = [
+        ("model_id".to_owned(), "5".to_owned()),
+        ("model_name".to_owned(), "User".to_owned()),
+    ]
+    .into();
     let out = client
         .decrypt()
         .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(blob.clone()))
@@ -112,7 +115,10 @@ async fn reencrypt_moves_to_another_key_and_version() {
         .set_encryption_context(Some(aws_ctx))
         .send()
         .await;
-    assert!(refused.is_err(), "the old key cannot decrypt the re-encrypted value");
+    assert!(
+        refused.is_err(),
+        "the old key cannot decrypt the re-encrypted value"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -274,14 +280,19 @@ fn fault_endpoint(status: u16, error_type: &'static str) -> String {
                 if let Some(end) = text.find("\r\n\r\n") {
                     let len = text[..end]
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
                         .unwrap_or(0);
                     if req.len() >= end + 4 + len {
                         break;
                     }
                 }
             }
-            let body = format!("{{\"__type\":\"{error_type}\",\"message\":\"injected {error_type}\"}}");
+            let body =
+                format!("{{\"__type\":\"{error_type}\",\"message\":\"injected {error_type}\"}}");
             let _ = write!(
                 conn,
                 "HTTP/1.1 {status} Error\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -296,10 +307,20 @@ fn fault_endpoint(status: u16, error_type: &'static str) -> String {
 async fn kms_error_responses_map_to_error_kinds_over_http() {
     let cases = [
         (400, "DisabledException", ErrorKind::KeyUnusable, false),
-        (400, "KMSInvalidStateException", ErrorKind::KeyUnusable, false),
+        (
+            400,
+            "KMSInvalidStateException",
+            ErrorKind::KeyUnusable,
+            false,
+        ),
         (400, "NotFoundException", ErrorKind::KeyUnusable, false),
         (400, "AccessDeniedException", ErrorKind::AccessDenied, false),
-        (400, "InvalidCiphertextException", ErrorKind::DecryptionFailed, false),
+        (
+            400,
+            "InvalidCiphertextException",
+            ErrorKind::DecryptionFailed,
+            false,
+        ),
         (400, "ThrottlingException", ErrorKind::Provider, true),
         (500, "KMSInternalException", ErrorKind::Provider, true),
     ];
@@ -307,7 +328,9 @@ async fn kms_error_responses_map_to_error_kinds_over_http() {
         let conf = AwsProvider::default_config()
             .endpoint_url(fault_endpoint(status, error_type))
             .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_kms::config::Credentials::new("t", "t", None, None, "static"))
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                "t", "t", None, None, "static",
+            ))
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
             .load()
             .await;
@@ -319,7 +342,11 @@ async fn kms_error_responses_map_to_error_kinds_over_http() {
             .decrypt(&spec, None, "v1:AAAA", &|_| Ok(Some(ctx(1))))
             .await
             .unwrap_err();
-        assert_eq!((e.kind(), e.is_retryable()), (kind, retryable), "{error_type}: {e:?}");
+        assert_eq!(
+            (e.kind(), e.is_retryable()),
+            (kind, retryable),
+            "{error_type}: {e:?}"
+        );
         assert!(!e.to_string().contains("AAAA"), "no ciphertext in errors");
     }
 }

@@ -8,13 +8,18 @@ use kms_fields::{DataKey, EncryptionContext, ErrorKind, KeySpec, Kms, blocking};
 /// Run test `name` of this binary again with `vars`; it sees `KMS_FIELDS_ENV_CHILD`.
 fn rerun_with(name: &str, vars: &[(&str, &str)]) {
     let mut c = std::process::Command::new(std::env::current_exe().unwrap());
-    c.args(["--exact", name, "--test-threads=1"]).env("KMS_FIELDS_ENV_CHILD", "1");
+    c.args(["--exact", name, "--test-threads=1"])
+        .env("KMS_FIELDS_ENV_CHILD", "1");
     for (k, v) in vars {
         c.env(k, v);
     }
     let out = c.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("1 passed"), "{stdout}");
 }
 
@@ -25,22 +30,33 @@ fn child() -> bool {
 #[test]
 fn default_key_id_comes_from_kms_key_id() {
     if !child() {
-        return rerun_with("default_key_id_comes_from_kms_key_id", &[("KMS_KEY_ID", "insecure-test-key")]);
+        return rerun_with(
+            "default_key_id_comes_from_kms_key_id",
+            &[("KMS_KEY_ID", "insecure-test-key")],
+        );
     }
     let spec = KeySpec::new(); // no key id given: KMS_KEY_ID, read when used
     let kms = Kms::new();
     let ctx = EncryptionContext::for_model("User", 1);
     let key = DataKey::generate().unwrap();
-    let stored = blocking::run(kms.wrap_data_key(&spec, None, &key, &|_| Ok(Some(ctx.clone())))).unwrap();
+    let stored =
+        blocking::run(kms.wrap_data_key(&spec, None, &key, &|_| Ok(Some(ctx.clone())))).unwrap();
     // the test key's ciphertext: its fixed prefix, so KMS_KEY_ID picked the test-key provider
     let raw = kms_fields::StoredKey::parse(&stored).unwrap().ciphertext;
     assert!(raw.starts_with(&hex::decode("8a7b1e72eadef9d6ad6be0").unwrap()));
-    assert_eq!(blocking::run(kms.unwrap_data_key(&spec, None, &stored, &|_| Ok(Some(ctx.clone())))).unwrap(), key);
+    assert_eq!(
+        blocking::run(kms.unwrap_data_key(&spec, None, &stored, &|_| Ok(Some(ctx.clone()))))
+            .unwrap(),
+        key
+    );
     // a named key reads its own variable name only when configured so
     let other = KeySpec::new().key_id_from_env("KMS_FIELDS_SURELY_UNSET_KEY_ID");
     let e = blocking::run(kms.wrap_data_key(&other, None, &key, &|_| Ok(None))).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::MissingKeyId);
-    assert!(e.to_string().contains("KMS_FIELDS_SURELY_UNSET_KEY_ID"), "{e}");
+    assert!(
+        e.to_string().contains("KMS_FIELDS_SURELY_UNSET_KEY_ID"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -56,10 +72,19 @@ fn local_master_keys_from_files() {
         return rerun_with(
             "local_master_keys_from_files",
             &[
-                ("KMS_FIELDS_LOCAL_KEY_BILLING_FILE", hex_file.to_str().unwrap()),
+                (
+                    "KMS_FIELDS_LOCAL_KEY_BILLING_FILE",
+                    hex_file.to_str().unwrap(),
+                ),
                 ("KMS_FIELDS_LOCAL_KEY_RAW_FILE", raw_file.to_str().unwrap()),
-                ("KMS_FIELDS_LOCAL_KEY_SHORT_FILE", short_file.to_str().unwrap()),
-                ("KMS_FIELDS_LOCAL_KEY_GONE_FILE", "/nonexistent/kms-fields.key"),
+                (
+                    "KMS_FIELDS_LOCAL_KEY_SHORT_FILE",
+                    short_file.to_str().unwrap(),
+                ),
+                (
+                    "KMS_FIELDS_LOCAL_KEY_GONE_FILE",
+                    "/nonexistent/kms-fields.key",
+                ),
             ],
         );
     }
@@ -68,23 +93,44 @@ fn local_master_keys_from_files() {
     let key = DataKey::generate().unwrap();
     for name in ["billing", "raw"] {
         let spec = KeySpec::new().key_id(format!("local/{name}"));
-        let stored = blocking::run(kms.wrap_data_key(&spec, None, &key, &|_| Ok(Some(ctx.clone())))).unwrap();
-        assert_eq!(blocking::run(kms.unwrap_data_key(&spec, None, &stored, &|_| Ok(Some(ctx.clone())))).unwrap(), key);
+        let stored =
+            blocking::run(kms.wrap_data_key(&spec, None, &key, &|_| Ok(Some(ctx.clone()))))
+                .unwrap();
+        assert_eq!(
+            blocking::run(kms.unwrap_data_key(&spec, None, &stored, &|_| Ok(Some(ctx.clone()))))
+                .unwrap(),
+            key
+        );
     }
     // the same key given in hex directly decrypts what the file key wrapped
     let direct = Kms::builder()
-        .local(kms_fields::provider::LocalKey::new().with_key("billing", &[0xab; 32]).unwrap())
+        .local(
+            kms_fields::provider::LocalKey::new()
+                .with_key("billing", &[0xab; 32])
+                .unwrap(),
+        )
         .build();
     let spec = KeySpec::new().key_id("local/billing");
-    let stored = blocking::run(kms.wrap_data_key(&spec, None, &key, &|_| Ok(Some(ctx.clone())))).unwrap();
-    assert_eq!(blocking::run(direct.unwrap_data_key(&spec, None, &stored, &|_| Ok(Some(ctx.clone())))).unwrap(), key);
+    let stored =
+        blocking::run(kms.wrap_data_key(&spec, None, &key, &|_| Ok(Some(ctx.clone())))).unwrap();
+    assert_eq!(
+        blocking::run(direct.unwrap_data_key(&spec, None, &stored, &|_| Ok(Some(ctx.clone()))))
+            .unwrap(),
+        key
+    );
     for (bad, kind) in [
         ("local/short", ErrorKind::Config),
         ("local/gone", ErrorKind::Config),
         ("local/unset", ErrorKind::MissingKeyId),
     ] {
-        let e = blocking::run(kms.wrap_data_key(&KeySpec::new().key_id(bad), None, &key, &|_| Ok(None))).unwrap_err();
+        let e = blocking::run(
+            kms.wrap_data_key(&KeySpec::new().key_id(bad), None, &key, &|_| Ok(None)),
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), kind, "{bad}: {e}");
-        assert!(!e.to_string().contains("0101010101"), "no key bytes in errors");
+        assert!(
+            !e.to_string().contains("0101010101"),
+            "no key bytes in errors"
+        );
     }
 }

@@ -62,7 +62,10 @@ struct Leaky(&'static str);
 
 impl serde::Serialize for Leaky {
     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom(format!("cannot encode \"{}\"", self.0)))
+        Err(serde::ser::Error::custom(format!(
+            "cannot encode \"{}\"",
+            self.0
+        )))
     }
 }
 
@@ -72,7 +75,9 @@ fn seal_errors_do_not_quote_the_value() {
         kms_fields::Kms::new(),
         kms_fields::KeySpec::new().key_id("insecure-test-key"),
     );
-    let e = b.seal_blocking(&Leaky("4111 1111 1111 1111"), None).unwrap_err();
+    let e = b
+        .seal_blocking(&Leaky("4111 1111 1111 1111"), None)
+        .unwrap_err();
     assert_eq!(e.kind(), kms_fields::ErrorKind::Codec);
     let shown = format!("{e} {e:?}");
     assert!(!shown.contains("4111"), "{shown}");

@@ -73,12 +73,21 @@ pub mod sea {
                 )
                 .await?;
             manager
-                .create_table(Table::create().table("lockbox_users").col(pk_auto("id")).to_owned())
+                .create_table(
+                    Table::create()
+                        .table("lockbox_users")
+                        .col(pk_auto("id"))
+                        .to_owned(),
+                )
                 .await
         }
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            manager.drop_table(Table::drop().table("lockbox_users").to_owned()).await?;
-            manager.drop_table(Table::drop().table("users").to_owned()).await
+            manager
+                .drop_table(Table::drop().table("lockbox_users").to_owned())
+                .await?;
+            manager
+                .drop_table(Table::drop().table("users").to_owned())
+                .await
         }
     }
 
@@ -140,7 +149,12 @@ pub mod sea {
     impl MigrationTrait for CreatePeople {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
             manager
-                .create_table(Table::create().table("people").col(pk_auto("id")).to_owned())
+                .create_table(
+                    Table::create()
+                        .table("people")
+                        .col(pk_auto("id"))
+                        .to_owned(),
+                )
                 .await?;
             let exact = Column {
                 name: "email_exact_bidx".into(),
@@ -162,7 +176,9 @@ pub mod sea {
             .await
         }
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            manager.drop_table(Table::drop().table("people").to_owned()).await
+            manager
+                .drop_table(Table::drop().table("people").to_owned())
+                .await
         }
     }
 

@@ -19,11 +19,18 @@ use kms_fields_tests::schema::people;
 
 fn per_op(total: Duration, n: u32) -> String {
     let us = total.as_secs_f64() * 1e6 / n as f64;
-    if us >= 1000.0 { format!("{:.2} ms", us / 1000.0) } else { format!("{us:.1} µs") }
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.1} µs")
+    }
 }
 
 fn main() {
-    let n: usize = std::env::var("BIDX_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let n: usize = std::env::var("BIDX_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let (_db, mut conn) = PgDb::new();
     conn.batch_execute(&format!(
         "INSERT INTO people (email_enc, email_bidx) \
@@ -46,16 +53,28 @@ fn main() {
     println!("## login by email: {n} + 100 rows in Postgres, unique index on email_bidx");
     println!("| step | per lookup |");
     println!("|---|---:|");
-    for (label, alg) in [("Argon2id default (t=3, 4 MiB)", Algorithm::ARGON2ID), ("Argon2id slow (t=4, 32 MiB)", Algorithm::ARGON2ID_SLOW)] {
-        let index = BlindIndex::builder("people", "email_bidx").algorithm(alg).build().unwrap();
+    for (label, alg) in [
+        ("Argon2id default (t=3, 4 MiB)", Algorithm::ARGON2ID),
+        ("Argon2id slow (t=4, 32 MiB)", Algorithm::ARGON2ID_SLOW),
+    ] {
+        let index = BlindIndex::builder("people", "email_bidx")
+            .algorithm(alg)
+            .build()
+            .unwrap();
         let rounds = if alg == Algorithm::ARGON2ID { 100 } else { 20 };
         let started = Instant::now();
         for e in emails.iter().take(rounds) {
             std::hint::black_box(index.compute_text(&master, e).unwrap());
         }
-        println!("| index of the typed email, {label} | {} |", per_op(started.elapsed(), rounds as u32));
+        println!(
+            "| index of the typed email, {label} | {} |",
+            per_op(started.elapsed(), rounds as u32)
+        );
     }
-    let wanted: Vec<String> = emails.iter().map(|e| Person::email_bidx(&kms, e).unwrap()).collect();
+    let wanted: Vec<String> = emails
+        .iter()
+        .map(|e| Person::email_bidx(&kms, e).unwrap())
+        .collect();
     let started = Instant::now();
     let rounds = 2000;
     for i in 0..rounds {
@@ -66,7 +85,10 @@ fn main() {
             .unwrap();
         std::hint::black_box(p);
     }
-    println!("| `SELECT … WHERE email_bidx = $1` (indexed) | {} |", per_op(started.elapsed(), rounds as u32));
+    println!(
+        "| `SELECT … WHERE email_bidx = $1` (indexed) | {} |",
+        per_op(started.elapsed(), rounds as u32)
+    );
     let reader = Kms::new();
     let started = Instant::now();
     for i in 0..rounds {
@@ -77,12 +99,22 @@ fn main() {
             .unwrap();
         std::hint::black_box(p.email_blocking(&reader).unwrap());
     }
-    println!("| the same + decrypt the email (test key) | {} |", per_op(started.elapsed(), rounds as u32));
+    println!(
+        "| the same + decrypt the email (test key) | {} |",
+        per_op(started.elapsed(), rounds as u32)
+    );
     let started = Instant::now();
     for e in emails.iter().take(100) {
         let w = Person::email_bidx(&kms, e).unwrap();
-        let p: Person = people::table.filter(people::email_bidx.eq(w)).select(Person::as_select()).first(&mut conn).unwrap();
+        let p: Person = people::table
+            .filter(people::email_bidx.eq(w))
+            .select(Person::as_select())
+            .first(&mut conn)
+            .unwrap();
         std::hint::black_box(p);
     }
-    println!("| whole login lookup (default index + SELECT) | {} |", per_op(started.elapsed(), 100));
+    println!(
+        "| whole login lookup (default index + SELECT) | {} |",
+        per_op(started.elapsed(), 100)
+    );
 }

@@ -130,27 +130,40 @@ fn main() {
                 id: u.id,
                 // unlock unwraps the keys of records with something to read
                 address_enc: Some(vec![0]),
-                encrypted_kms_key: KmsKey::from_stored(u.encrypted_kms_key.stored().map(str::to_owned)),
+                encrypted_kms_key: KmsKey::from_stored(
+                    u.encrypted_kms_key.stored().map(str::to_owned),
+                ),
             })
             .collect();
-        println!("\n## bulk read against moto over HTTP ({url}, no injected latency), {m} records, bulk::unlock_many");
+        println!(
+            "\n## bulk read against moto over HTTP ({url}, no injected latency), {m} records, bulk::unlock_many"
+        );
         println!("| concurrency | records/s | bound (concurrency × serial rate) | ratio |");
         println!("|---:|---:|---:|---:|");
         let unwraps = |c: usize| {
             let loaded: Vec<kms_fields_tests::models::RailsUser> = rails
                 .iter()
                 .map(|u| kms_fields_tests::models::RailsUser {
-                    encrypted_kms_key: KmsKey::from_stored(u.encrypted_kms_key.stored().map(str::to_owned)),
+                    encrypted_kms_key: KmsKey::from_stored(
+                        u.encrypted_kms_key.stored().map(str::to_owned),
+                    ),
                     ..u.clone()
                 })
                 .collect();
             let started = Instant::now();
             let r = kms_fields::blocking::block_on(bulk::unlock_many(&kms, &loaded, c)).unwrap();
-            assert!(r.iter().all(|x| x.is_ok()), "{:?}", r.iter().find(|x| x.is_err()));
+            assert!(
+                r.iter().all(|x| x.is_ok()),
+                "{:?}",
+                r.iter().find(|x| x.is_err())
+            );
             m as f64 / started.elapsed().as_secs_f64()
         };
         let serial = unwraps(1);
-        println!("| 1 | {serial:.0} | {serial:.0} | 1.00 |  ({:.2} ms per call)", 1000.0 / serial);
+        println!(
+            "| 1 | {serial:.0} | {serial:.0} | 1.00 |  ({:.2} ms per call)",
+            1000.0 / serial
+        );
         for c in [16usize, 64, 256] {
             let rate = unwraps(c);
             let bound = serial * c as f64;

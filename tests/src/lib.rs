@@ -236,7 +236,9 @@ impl HookProvider {
 
 impl std::fmt::Debug for HookProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HookProvider").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("HookProvider")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -473,8 +475,13 @@ pub fn drongo_kms() -> kms_fields::Kms {
 pub fn moto_s3_store(tag: &str) -> std::sync::Arc<dyn object_store::ObjectStore> {
     use std::io::{Read, Write};
     let url = moto_url();
-    let bucket = db::unique(&format!("kmsf-{tag}")).to_lowercase().replace('_', "-");
-    let hostport = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let bucket = db::unique(&format!("kmsf-{tag}"))
+        .to_lowercase()
+        .replace('_', "-");
+    let hostport = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
     let mut conn = std::net::TcpStream::connect(&hostport)
         .unwrap_or_else(|e| panic!("cannot reach moto at {url}: {e}"));
     write!(
@@ -483,8 +490,12 @@ pub fn moto_s3_store(tag: &str) -> std::sync::Arc<dyn object_store::ObjectStore>
     )
     .expect("CreateBucket request");
     let mut response = String::new();
-    conn.read_to_string(&mut response).expect("CreateBucket response");
-    assert!(response.starts_with("HTTP/1.1 200"), "CreateBucket {bucket}: {response}");
+    conn.read_to_string(&mut response)
+        .expect("CreateBucket response");
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "CreateBucket {bucket}: {response}"
+    );
     std::sync::Arc::new(
         object_store::aws::AmazonS3Builder::new()
             .with_endpoint(&url)

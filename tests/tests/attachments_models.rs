@@ -15,7 +15,9 @@ use kms_fields_tests::schema::users;
 
 /// 300 KiB that are not all alike (several segments).
 fn contract() -> Vec<u8> {
-    (0..300 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+    (0..300 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
 }
 
 fn local_store() -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
@@ -31,8 +33,10 @@ fn user_with_contract<C: kms_fields_diesel::KmsConnection>(
     store: &AttachmentStore,
 ) -> (User, Path)
 where
-    diesel::query_builder::InsertStatement<users::table, <User as diesel::Insertable<users::table>>::Values>:
-        diesel::query_dsl::methods::ExecuteDsl<C>,
+    diesel::query_builder::InsertStatement<
+        users::table,
+        <User as diesel::Insertable<users::table>>::Values,
+    >: diesel::query_dsl::methods::ExecuteDsl<C>,
 {
     let mut u = User::default();
     u.set_email_blocking(kms, Some("ada@example.org")).unwrap();
@@ -44,7 +48,12 @@ where
     (u, path)
 }
 
-fn read<M: kms_fields::KmsModel>(m: &M, kms: &Kms, store: &AttachmentStore, path: &Path) -> kms_fields::Result<Vec<u8>> {
+fn read<M: kms_fields::KmsModel>(
+    m: &M,
+    kms: &Kms,
+    store: &AttachmentStore,
+    path: &Path,
+) -> kms_fields::Result<Vec<u8>> {
     blocking::run(async {
         let s = record::open(m, kms, 0, store, "contract", path).await?;
         Ok(s.bytes().await?.to_vec())
@@ -64,13 +73,28 @@ macro_rules! attachment_suite {
                 let kms = Kms::new();
                 let (u, path) = user_with_contract(&mut conn, &kms, &store);
                 let before = blocking::block_on(raw.head(&path)).unwrap().unwrap();
-                let mut v2: UserV2 = users::table.find(u.id.unwrap()).select(UserV2::as_select()).first(&mut conn).unwrap();
+                let mut v2: UserV2 = users::table
+                    .find(u.id.unwrap())
+                    .select(UserV2::as_select())
+                    .first(&mut conn)
+                    .unwrap();
                 assert!(kms_fields_diesel::rewrap_kms_key(&mut conn, &kms, &mut v2, 0).unwrap());
                 let after = blocking::block_on(raw.head(&path)).unwrap().unwrap();
-                assert_eq!((before.e_tag, before.size), (after.e_tag, after.size), "object untouched");
-                let fresh: UserV2 = users::table.find(u.id.unwrap()).select(UserV2::as_select()).first(&mut conn).unwrap();
+                assert_eq!(
+                    (before.e_tag, before.size),
+                    (after.e_tag, after.size),
+                    "object untouched"
+                );
+                let fresh: UserV2 = users::table
+                    .find(u.id.unwrap())
+                    .select(UserV2::as_select())
+                    .first(&mut conn)
+                    .unwrap();
                 assert!(fresh.encrypted_kms_key.stored().unwrap().starts_with("v2:"));
-                assert_eq!(read(&fresh, &Kms::new(), &store, &path).unwrap(), contract());
+                assert_eq!(
+                    read(&fresh, &Kms::new(), &store, &path).unwrap(),
+                    contract()
+                );
             }
 
             #[test]
@@ -80,23 +104,46 @@ macro_rules! attachment_suite {
                 let store = AttachmentStore::new(raw.clone());
                 let kms = Kms::new();
                 let (_, path) = user_with_contract(&mut conn, &kms, &store);
-                let mut u: User = users::table.select(User::as_select()).first(&mut conn).unwrap();
+                let mut u: User = users::table
+                    .select(User::as_select())
+                    .first(&mut conn)
+                    .unwrap();
                 let old = blocking::run(record::key_of(&u, &kms, 0, "contract")).unwrap();
                 let before = blocking::block_on(raw.head(&path)).unwrap().unwrap();
                 kms_fields_diesel::attachments::rotate_kms_key_with_attachments(
-                    &mut conn, &kms, &mut u, 0, &store, &[("contract", path.clone())],
+                    &mut conn,
+                    &kms,
+                    &mut u,
+                    0,
+                    &store,
+                    &[("contract", path.clone())],
                 )
                 .unwrap();
                 let after = blocking::block_on(raw.head(&path)).unwrap().unwrap();
                 assert_ne!(before.e_tag, after.e_tag, "re-encrypted");
                 let e = blocking::run(store.get_bytes(&path, &old)).unwrap_err();
-                assert_eq!(e.kind(), ErrorKind::DecryptionFailed, "the old data key no longer opens it");
-                let staging = blocking::block_on(raw.head(&record::staging_path(&path))).unwrap().unwrap_err();
-                assert!(matches!(staging, object_store::Error::NotFound { .. }), "no staging object left");
-                let fresh: User = users::table.select(User::as_select()).first(&mut conn).unwrap();
+                assert_eq!(
+                    e.kind(),
+                    ErrorKind::DecryptionFailed,
+                    "the old data key no longer opens it"
+                );
+                let staging = blocking::block_on(raw.head(&record::staging_path(&path)))
+                    .unwrap()
+                    .unwrap_err();
+                assert!(
+                    matches!(staging, object_store::Error::NotFound { .. }),
+                    "no staging object left"
+                );
+                let fresh: User = users::table
+                    .select(User::as_select())
+                    .first(&mut conn)
+                    .unwrap();
                 let reader = Kms::new();
                 assert_eq!(read(&fresh, &reader, &store, &path).unwrap(), contract());
-                assert_eq!(fresh.email_blocking(&reader).unwrap().as_deref(), Some("ada@example.org"));
+                assert_eq!(
+                    fresh.email_blocking(&reader).unwrap().as_deref(),
+                    Some("ada@example.org")
+                );
             }
 
             #[test]
@@ -106,15 +153,29 @@ macro_rules! attachment_suite {
                 let store = AttachmentStore::new(raw.clone());
                 let kms = Kms::new();
                 let (_, path) = user_with_contract(&mut conn, &kms, &store);
-                let mut u: User = users::table.select(User::as_select()).first(&mut conn).unwrap();
+                let mut u: User = users::table
+                    .select(User::as_select())
+                    .first(&mut conn)
+                    .unwrap();
                 let stored = u.encrypted_kms_key.stored().map(str::to_owned);
                 let e = kms_fields_diesel::attachments::rotate_kms_key_with_attachments(
-                    &mut conn, &kms, &mut u, 0, &store.read_only(), &[("contract", path.clone())],
+                    &mut conn,
+                    &kms,
+                    &mut u,
+                    0,
+                    &store.read_only(),
+                    &[("contract", path.clone())],
                 )
                 .unwrap_err();
                 assert_eq!(e.kind(), ErrorKind::Config);
-                assert!(e.to_string().contains("read-only") && e.to_string().contains("re-wrap"), "{e}");
-                let fresh: User = users::table.select(User::as_select()).first(&mut conn).unwrap();
+                assert!(
+                    e.to_string().contains("read-only") && e.to_string().contains("re-wrap"),
+                    "{e}"
+                );
+                let fresh: User = users::table
+                    .select(User::as_select())
+                    .first(&mut conn)
+                    .unwrap();
                 assert_eq!(fresh.encrypted_kms_key.stored().map(str::to_owned), stored);
                 assert_eq!(read(&fresh, &kms, &store, &path).unwrap(), contract());
             }
@@ -126,7 +187,10 @@ macro_rules! attachment_suite {
                 let store = AttachmentStore::new(raw.clone());
                 let kms = Kms::new();
                 let (_, path) = user_with_contract(&mut conn, &kms, &store);
-                let mut u: User = users::table.select(User::as_select()).first(&mut conn).unwrap();
+                let mut u: User = users::table
+                    .select(User::as_select())
+                    .first(&mut conn)
+                    .unwrap();
                 let old = blocking::run(record::key_of(&u, &kms, 0, "contract")).unwrap();
                 // the state a crash between steps 2 and 3 leaves: staging object under the new
                 // key, the row saved with the new key, the original still under the old one
@@ -135,14 +199,51 @@ macro_rules! attachment_suite {
                 let staging = record::staging_path(&path);
                 blocking::run(store.reencrypt_to(&path, &old, &store, &staging, &new)).unwrap();
                 kms_fields_diesel::update_key_columns(&mut conn, &mut u, 0).unwrap();
-                let fresh: User = users::table.select(User::as_select()).first(&mut conn).unwrap();
-                assert_eq!(read(&fresh, &Kms::new(), &store, &path).unwrap(), contract(), "read through the staging object");
-                assert_eq!(blocking::run(record::finish_rotation(&fresh, &kms, 0, &store, &[("contract", path.clone())])).unwrap(), 1);
+                let fresh: User = users::table
+                    .select(User::as_select())
+                    .first(&mut conn)
+                    .unwrap();
+                assert_eq!(
+                    read(&fresh, &Kms::new(), &store, &path).unwrap(),
+                    contract(),
+                    "read through the staging object"
+                );
+                assert_eq!(
+                    blocking::run(record::finish_rotation(
+                        &fresh,
+                        &kms,
+                        0,
+                        &store,
+                        &[("contract", path.clone())]
+                    ))
+                    .unwrap(),
+                    1
+                );
                 assert!(blocking::block_on(raw.head(&staging)).unwrap().is_err());
-                assert_eq!(blocking::run(store.get_bytes(&path, &new)).unwrap().to_vec(), contract());
+                assert_eq!(
+                    blocking::run(store.get_bytes(&path, &new))
+                        .unwrap()
+                        .to_vec(),
+                    contract()
+                );
                 // a crash after step 1 only: the stale staging object is deleted, the original kept
-                blocking::run(store.put_bytes(&staging, &AttachmentKey::new(&kms_fields::DataKey::generate().unwrap(), "contract"), vec![1u8, 2, 3])).unwrap();
-                assert_eq!(blocking::run(record::finish_rotation(&fresh, &kms, 0, &store, &[("contract", path.clone())])).unwrap(), 0);
+                blocking::run(store.put_bytes(
+                    &staging,
+                    &AttachmentKey::new(&kms_fields::DataKey::generate().unwrap(), "contract"),
+                    vec![1u8, 2, 3],
+                ))
+                .unwrap();
+                assert_eq!(
+                    blocking::run(record::finish_rotation(
+                        &fresh,
+                        &kms,
+                        0,
+                        &store,
+                        &[("contract", path.clone())]
+                    ))
+                    .unwrap(),
+                    0
+                );
                 assert!(blocking::block_on(raw.head(&staging)).unwrap().is_err());
                 assert_eq!(read(&fresh, &kms, &store, &path).unwrap(), contract());
             }
@@ -164,16 +265,38 @@ async fn seaorm_full_rotation_with_attachments() {
     let kms = Kms::new();
     let mut u = user::Model::default();
     u.set_email(&kms, Some("ada@example.org")).await.unwrap();
-    let key = record::key_for_write(&mut u, &kms, 0, "scan").await.unwrap();
+    let key = record::key_for_write(&mut u, &kms, 0, "scan")
+        .await
+        .unwrap();
     kms_fields_seaorm::insert(&db, &kms, &mut u).await.unwrap();
     let path = Path::from(format!("users/{}/scan.png", u.id));
     store.put_bytes(&path, &key, contract()).await.unwrap();
-    let mut loaded = user::Entity::find_by_id(u.id).one(&db).await.unwrap().unwrap();
-    kms_fields_seaorm::attachments::rotate_kms_key_with_attachments(&db, &kms, &mut loaded, 0, &store, &[("scan", path.clone())])
+    let mut loaded = user::Entity::find_by_id(u.id)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    kms_fields_seaorm::attachments::rotate_kms_key_with_attachments(
+        &db,
+        &kms,
+        &mut loaded,
+        0,
+        &store,
+        &[("scan", path.clone())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.get_bytes(&path, &key).await.unwrap_err().kind(),
+        ErrorKind::DecryptionFailed
+    );
+    let fresh = user::Entity::find_by_id(u.id)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    let s = record::open(&fresh, &Kms::new(), 0, &store, "scan", &path)
         .await
         .unwrap();
-    assert_eq!(store.get_bytes(&path, &key).await.unwrap_err().kind(), ErrorKind::DecryptionFailed);
-    let fresh = user::Entity::find_by_id(u.id).one(&db).await.unwrap().unwrap();
-    let s = record::open(&fresh, &Kms::new(), 0, &store, "scan", &path).await.unwrap();
     assert_eq!(s.bytes().await.unwrap().to_vec(), contract());
 }

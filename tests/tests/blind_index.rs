@@ -36,10 +36,16 @@ macro_rules! diesel_blind_index {
         mod $backend {
             use super::*;
 
-            fn save<C: kms_fields_diesel::KmsConnection>(conn: &mut C, kms: &Kms, email: Option<&str>) -> kms_fields::Result<Person>
+            fn save<C: kms_fields_diesel::KmsConnection>(
+                conn: &mut C,
+                kms: &Kms,
+                email: Option<&str>,
+            ) -> kms_fields::Result<Person>
             where
-                diesel::query_builder::InsertStatement<people::table, <Person as diesel::Insertable<people::table>>::Values>:
-                    diesel::query_dsl::methods::ExecuteDsl<C>,
+                diesel::query_builder::InsertStatement<
+                    people::table,
+                    <Person as diesel::Insertable<people::table>>::Values,
+                >: diesel::query_dsl::methods::ExecuteDsl<C>,
             {
                 let mut p = Person::default();
                 p.set_email_blocking(kms, email)?;
@@ -61,17 +67,36 @@ macro_rules! diesel_blind_index {
                     .select(Person::as_select())
                     .first(&mut conn)
                     .unwrap();
-                assert_eq!(found.email_blocking(&Kms::new()).unwrap().as_deref(), Some("Ada@Example.org"));
+                assert_eq!(
+                    found.email_blocking(&Kms::new()).unwrap().as_deref(),
+                    Some("Ada@Example.org")
+                );
                 // exact: raw 16 bytes under the second master key
                 let exact = Person::email_exact_bidx(&kms, "Ada@Example.org").unwrap();
                 assert_eq!(exact.len(), 16);
                 assert_eq!(found.email_exact_bidx.as_deref(), Some(&exact[..]));
                 let miss = Person::email_exact_bidx(&kms, "ada@example.org").unwrap();
-                let n: i64 = people::table.filter(people::email_exact_bidx.eq(&miss)).count().get_result(&mut conn).unwrap();
+                let n: i64 = people::table
+                    .filter(people::email_exact_bidx.eq(&miss))
+                    .count()
+                    .get_result(&mut conn)
+                    .unwrap();
                 assert_eq!(n, 0, "the exact index sees case");
                 // IN list
-                let many = blocking::run(Person::email_bidx_in(&kms, &["GRACE@example.org", "linus@example.org", "nobody@example.org"])).unwrap();
-                let n: i64 = people::table.filter(people::email_bidx.eq_any(&many)).count().get_result(&mut conn).unwrap();
+                let many = blocking::run(Person::email_bidx_in(
+                    &kms,
+                    &[
+                        "GRACE@example.org",
+                        "linus@example.org",
+                        "nobody@example.org",
+                    ],
+                ))
+                .unwrap();
+                let n: i64 = people::table
+                    .filter(people::email_bidx.eq_any(&many))
+                    .count()
+                    .get_result(&mut conn)
+                    .unwrap();
                 assert_eq!(n, 2);
                 // the stored value is the index of the normalised plaintext
                 assert_eq!(found.email_bidx.as_deref(), Some(wanted.as_str()));
@@ -95,14 +120,27 @@ macro_rules! diesel_blind_index {
                 let mut p = save(&mut conn, &kms, Some("ada@example.org")).unwrap();
                 assert!(p.email_bidx.is_some() && p.email_exact_bidx.is_some());
                 p.set_email_blocking(&kms, None).unwrap();
-                assert_eq!((p.email_bidx.as_deref(), p.email_exact_bidx.as_deref()), (None, None));
+                assert_eq!(
+                    (p.email_bidx.as_deref(), p.email_exact_bidx.as_deref()),
+                    (None, None)
+                );
                 kms_fields_diesel::update_encrypted(&mut conn, &kms, &mut p).unwrap();
                 diesel::update(people::table.find(p.id.unwrap()))
-                    .set((people::email_bidx.eq(&p.email_bidx), people::email_exact_bidx.eq(&p.email_exact_bidx)))
+                    .set((
+                        people::email_bidx.eq(&p.email_bidx),
+                        people::email_exact_bidx.eq(&p.email_exact_bidx),
+                    ))
                     .execute(&mut conn)
                     .unwrap();
-                let row: Person = people::table.find(p.id.unwrap()).select(Person::as_select()).first(&mut conn).unwrap();
-                assert_eq!((row.email_enc, row.email_bidx, row.email_exact_bidx), (None, None, None));
+                let row: Person = people::table
+                    .find(p.id.unwrap())
+                    .select(Person::as_select())
+                    .first(&mut conn)
+                    .unwrap();
+                assert_eq!(
+                    (row.email_enc, row.email_bidx, row.email_exact_bidx),
+                    (None, None, None)
+                );
             }
         }
     };
@@ -118,10 +156,18 @@ fn a_missing_master_key_is_a_clear_error_and_changes_nothing() {
         .blind_index_key(MasterKey::from_hex(&"0".repeat(64)).unwrap())
         .build();
     let mut p = Person::default();
-    let e = p.set_email_blocking(&only_default, Some("ada@example.org")).unwrap_err();
+    let e = p
+        .set_email_blocking(&only_default, Some("ada@example.org"))
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
-    assert!(e.to_string().contains("blind_index_key_named(\"v2\""), "{e}");
-    assert!(p.email_enc.is_none() && p.email_bidx.is_none(), "the attribute is left as it was");
+    assert!(
+        e.to_string().contains("blind_index_key_named(\"v2\""),
+        "{e}"
+    );
+    assert!(
+        p.email_enc.is_none() && p.email_bidx.is_none(),
+        "the attribute is left as it was"
+    );
     let e = Person::email_bidx(&Kms::new(), "x").unwrap_err();
     assert!(e.to_string().contains("BLIND_INDEX_MASTER_KEY"), "{e}");
     assert!(!e.to_string().contains("x@"), "no value in errors");
@@ -136,7 +182,8 @@ macro_rules! backfill_1000 {
             let mut rows: Vec<UnindexedPerson> = (0..1000)
                 .map(|i| {
                     let mut p = UnindexedPerson::default();
-                    p.set_email_blocking(&kms, Some(&format!("Person{i}@Example.org"))).unwrap();
+                    p.set_email_blocking(&kms, Some(&format!("Person{i}@Example.org")))
+                        .unwrap();
                     p
                 })
                 .collect();
@@ -145,7 +192,11 @@ macro_rules! backfill_1000 {
                 &mut conn,
                 &kms,
                 0,
-                TableOptions { batch_size: 300, max_batches: Some(1), ..Default::default() },
+                TableOptions {
+                    batch_size: 300,
+                    max_batches: Some(1),
+                    ..Default::default()
+                },
             )
             .unwrap();
             assert_eq!(first.done, 300);
@@ -155,21 +206,45 @@ macro_rules! backfill_1000 {
                 &mut conn,
                 &kms,
                 0,
-                TableOptions { batch_size: 300, progress: Some(&mut report), ..Default::default() },
+                TableOptions {
+                    batch_size: 300,
+                    progress: Some(&mut report),
+                    ..Default::default()
+                },
             )
             .unwrap();
             assert_eq!((rest.done, rest.errors.len()), (700, 0));
             assert_eq!(seen, 3);
-            let exact = rotation::backfill_blind_index::<Person, _>(&mut conn, &kms, 1, TableOptions::default()).unwrap();
+            let exact = rotation::backfill_blind_index::<Person, _>(
+                &mut conn,
+                &kms,
+                1,
+                TableOptions::default(),
+            )
+            .unwrap();
             assert_eq!(exact.done, 1000);
             for i in [0, 417, 999] {
                 let wanted = Person::email_bidx(&kms, &format!("person{i}@example.org")).unwrap();
-                let p: Person = people::table.filter(people::email_bidx.eq(wanted)).select(Person::as_select()).first(&mut conn).unwrap();
-                assert_eq!(p.email_blocking(&Kms::new()).unwrap(), Some(format!("Person{i}@Example.org")));
-                let exact = Person::email_exact_bidx(&kms, &format!("Person{i}@Example.org")).unwrap();
+                let p: Person = people::table
+                    .filter(people::email_bidx.eq(wanted))
+                    .select(Person::as_select())
+                    .first(&mut conn)
+                    .unwrap();
+                assert_eq!(
+                    p.email_blocking(&Kms::new()).unwrap(),
+                    Some(format!("Person{i}@Example.org"))
+                );
+                let exact =
+                    Person::email_exact_bidx(&kms, &format!("Person{i}@Example.org")).unwrap();
                 assert_eq!(p.email_exact_bidx, Some(exact));
             }
-            let again = rotation::backfill_blind_index::<Person, _>(&mut conn, &kms, 0, TableOptions::default()).unwrap();
+            let again = rotation::backfill_blind_index::<Person, _>(
+                &mut conn,
+                &kms,
+                0,
+                TableOptions::default(),
+            )
+            .unwrap();
             assert_eq!(again.done, 0, "nothing left");
         }
     };
@@ -184,7 +259,11 @@ mod seaorm {
     use kms_fields_tests::sea::{person, pg, sqlite};
     use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 
-    async fn save(db: &DatabaseConnection, kms: &Kms, email: &str) -> kms_fields::Result<person::Model> {
+    async fn save(
+        db: &DatabaseConnection,
+        kms: &Kms,
+        email: &str,
+    ) -> kms_fields::Result<person::Model> {
         let mut p = person::Model::default();
         p.set_email(kms, Some(email)).await?;
         kms_fields_seaorm::insert(db, kms, &mut p).await?;
@@ -200,24 +279,47 @@ mod seaorm {
                 for e in ["Ada@Example.org", "grace@example.org"] {
                     save(&db, &kms, e).await.unwrap();
                 }
-                let wanted = person::Model::email_bidx_async(&kms, "ADA@example.org ").await.unwrap();
+                let wanted = person::Model::email_bidx_async(&kms, "ADA@example.org ")
+                    .await
+                    .unwrap();
                 let found = person::Entity::find()
                     .filter(person::Column::EmailBidx.eq(wanted))
                     .one(&db)
                     .await
                     .unwrap()
                     .unwrap();
-                assert_eq!(found.email(&Kms::new()).await.unwrap().as_deref(), Some("Ada@Example.org"));
-                let many = person::Model::email_bidx_in(&kms, &["grace@example.org", "ada@example.org"]).await.unwrap();
-                let n = person::Entity::find().filter(person::Column::EmailBidx.is_in(many)).count(&db).await.unwrap();
+                assert_eq!(
+                    found.email(&Kms::new()).await.unwrap().as_deref(),
+                    Some("Ada@Example.org")
+                );
+                let many =
+                    person::Model::email_bidx_in(&kms, &["grace@example.org", "ada@example.org"])
+                        .await
+                        .unwrap();
+                let n = person::Entity::find()
+                    .filter(person::Column::EmailBidx.is_in(many))
+                    .count(&db)
+                    .await
+                    .unwrap();
                 assert_eq!(n, 2);
                 let e = save(&db, &kms, "grace@EXAMPLE.org").await.unwrap_err();
                 assert_eq!(e.kind(), ErrorKind::Database, "unique: {e}");
                 // rows written before the index: backfilled
                 db_reset_bidx(&db).await;
-                let s = kms_fields_seaorm::rotation::backfill_blind_index::<person::Model, _>(&db, &kms, 0, Default::default()).await.unwrap();
+                let s = kms_fields_seaorm::rotation::backfill_blind_index::<person::Model, _>(
+                    &db,
+                    &kms,
+                    0,
+                    Default::default(),
+                )
+                .await
+                .unwrap();
                 assert_eq!(s.done, 2);
-                let n = person::Entity::find().filter(person::Column::EmailBidx.is_not_null()).count(&db).await.unwrap();
+                let n = person::Entity::find()
+                    .filter(person::Column::EmailBidx.is_not_null())
+                    .count(&db)
+                    .await
+                    .unwrap();
                 assert_eq!(n, 2);
             }
         };
@@ -225,7 +327,9 @@ mod seaorm {
 
     async fn db_reset_bidx(db: &DatabaseConnection) {
         use sea_orm::ConnectionTrait;
-        db.execute_unprepared("UPDATE people SET email_bidx = NULL").await.unwrap();
+        db.execute_unprepared("UPDATE people SET email_bidx = NULL")
+            .await
+            .unwrap();
     }
 
     seaorm_blind_index!(seaorm_on_postgres, pg);

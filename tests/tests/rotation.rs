@@ -288,7 +288,11 @@ fn rate_limit_counts_kms_requests() {
     let requests = kms.stats().decrypts() + kms.stats().encrypts();
     assert_eq!(requests, 200);
     let floor = Duration::from_secs_f64((requests - 1) as f64 / 400.0);
-    assert!(started.elapsed() >= floor, "{:?} < {floor:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= floor,
+        "{:?} < {floor:?}",
+        started.elapsed()
+    );
 }
 
 /// A writer changes row `target` at the moment the rotation has read it and is calling the
@@ -303,46 +307,81 @@ macro_rules! guard_loses_to_a_concurrent_write {
             let url = db.url();
             let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let flag = fired.clone();
-            let hook = kms_fields_tests::HookProvider::new(kms_fields::provider::TestKey, move |ctx| {
-                let is_target = ctx.is_some_and(|c| c.canonical_json().contains(&format!("\"model_id\":\"{target}\"")));
-                if is_target && !flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                    // another connection, another thread: the application writing the row
-                    let url = url.clone();
-                    std::thread::spawn(move || {
-                        let mut c = <<$db as TestDb>::Conn as diesel::Connection>::establish(&url).unwrap();
-                        let kms = Kms::new();
-                        let mut u: User = users::table.find(target).select(User::as_select()).first(&mut c).unwrap();
-                        // the encrypt-only writer: a fresh data key (its key column changes)
-                        u.encrypted_kms_key.clear();
-                        u.address_enc = None;
-                        u.set_email_blocking(&kms, Some("writer@example.org")).unwrap();
-                        kms_fields_diesel::update_encrypted(&mut c, &kms, &mut u).unwrap();
-                    })
-                    .join()
-                    .unwrap();
-                }
-            });
+            let hook =
+                kms_fields_tests::HookProvider::new(kms_fields::provider::TestKey, move |ctx| {
+                    let is_target = ctx.is_some_and(|c| {
+                        c.canonical_json()
+                            .contains(&format!("\"model_id\":\"{target}\""))
+                    });
+                    if is_target && !flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        // another connection, another thread: the application writing the row
+                        let url = url.clone();
+                        std::thread::spawn(move || {
+                            let mut c =
+                                <<$db as TestDb>::Conn as diesel::Connection>::establish(&url)
+                                    .unwrap();
+                            let kms = Kms::new();
+                            let mut u: User = users::table
+                                .find(target)
+                                .select(User::as_select())
+                                .first(&mut c)
+                                .unwrap();
+                            // the encrypt-only writer: a fresh data key (its key column changes)
+                            u.encrypted_kms_key.clear();
+                            u.address_enc = None;
+                            u.set_email_blocking(&kms, Some("writer@example.org"))
+                                .unwrap();
+                            kms_fields_diesel::update_encrypted(&mut c, &kms, &mut u).unwrap();
+                        })
+                        .join()
+                        .unwrap();
+                    }
+                });
             let kms = Kms::builder().test_key(hook).build();
             let s = rotation::rotate_table(
                 &mut conn,
                 &kms,
                 &v2_table(),
-                TableOptions { mode: $mode, ..Default::default() },
+                TableOptions {
+                    mode: $mode,
+                    ..Default::default()
+                },
             )
             .unwrap();
             assert!(fired.load(std::sync::atomic::Ordering::SeqCst));
             assert_eq!((s.done, s.conflicts, s.errors.len()), (20, 1, 0), "{s:?}");
-            let u: UserV2 = users::table.find(target).select(UserV2::as_select()).first(&mut conn).unwrap();
-            assert_eq!(u.encrypted_kms_key.stored().and_then(kms_fields::StoredKey::version_of), Some(2));
-            assert_eq!(u.email_blocking(&Kms::new()).unwrap().as_deref(), Some("writer@example.org"), "the write is kept");
+            let u: UserV2 = users::table
+                .find(target)
+                .select(UserV2::as_select())
+                .first(&mut conn)
+                .unwrap();
+            assert_eq!(
+                u.encrypted_kms_key
+                    .stored()
+                    .and_then(kms_fields::StoredKey::version_of),
+                Some(2)
+            );
+            assert_eq!(
+                u.email_blocking(&Kms::new()).unwrap().as_deref(),
+                Some("writer@example.org"),
+                "the write is kept"
+            );
             assert_eq!(all_readable!(&mut conn), 20);
         }
     };
 }
 
 guard_loses_to_a_concurrent_write!(sqlite_guard_rewrap, SqliteDb, RotationMode::Rewrap);
-guard_loses_to_a_concurrent_write!(sqlite_guard_new_data_key, SqliteDb, RotationMode::NewDataKey);
-guard_loses_to_a_concurrent_write!(mysql_guard_new_data_key, kms_fields_tests::db::MysqlDb, RotationMode::NewDataKey);
+guard_loses_to_a_concurrent_write!(
+    sqlite_guard_new_data_key,
+    SqliteDb,
+    RotationMode::NewDataKey
+);
+guard_loses_to_a_concurrent_write!(
+    mysql_guard_new_data_key,
+    kms_fields_tests::db::MysqlDb,
+    RotationMode::NewDataKey
+);
 
 #[test]
 fn a_failing_row_is_reported_and_left_readable() {

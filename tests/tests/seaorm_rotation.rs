@@ -39,7 +39,11 @@ async fn all_readable(db: &DatabaseConnection) -> usize {
         .unwrap();
     let kms = Kms::new();
     let unlocked = bulk::unlock_many(&kms, &rows, 64).await;
-    assert!(unlocked.iter().all(|r| r.is_ok()), "{:?}", unlocked.iter().find(|r| r.is_err()));
+    assert!(
+        unlocked.iter().all(|r| r.is_ok()),
+        "{:?}",
+        unlocked.iter().find(|r| r.is_err())
+    );
     for r in &rows {
         assert_eq!(
             r.email(&kms).await.unwrap().unwrap(),
@@ -74,16 +78,24 @@ macro_rules! seaorm_rotation {
                     &db,
                     &kms,
                     &v2_table(),
-                    TableOptions { progress: Some(&mut report), ..Default::default() },
+                    TableOptions {
+                        progress: Some(&mut report),
+                        ..Default::default()
+                    },
                 )
                 .await
                 .unwrap();
                 assert_eq!((s.done, s.errors.len()), (10_000, 0), "{s:?}");
                 assert_eq!(reports, 10);
                 // the test key has no native re-wrap: a Decrypt and an Encrypt per row
-                assert_eq!((kms.stats().decrypts(), kms.stats().encrypts()), (10_000, 10_000));
                 assert_eq!(
-                    rotation::key_versions(&db, "users", "encrypted_kms_key").await.unwrap(),
+                    (kms.stats().decrypts(), kms.stats().encrypts()),
+                    (10_000, 10_000)
+                );
+                assert_eq!(
+                    rotation::key_versions(&db, "users", "encrypted_kms_key")
+                        .await
+                        .unwrap(),
                     vec![("v2:".to_owned(), 10_000)]
                 );
                 assert_eq!(all_readable(&db).await, 10_000);
@@ -114,7 +126,11 @@ macro_rules! seaorm_rotation {
                 assert!(aborted.is_err(), "the run was cut off");
                 let done = v2_rows(&db).await;
                 assert!(done < 3000, "{done}");
-                assert_eq!(done % 250, 0, "the interrupted batch left no half-written state");
+                assert_eq!(
+                    done % 250,
+                    0,
+                    "the interrupted batch left no half-written state"
+                );
                 assert_eq!(all_readable(&db).await, 3000, "every row still reads");
                 let rest = rotation::rotate_table(&db, &Kms::new(), &v2_table(), opts())
                     .await
@@ -127,20 +143,35 @@ macro_rules! seaorm_rotation {
             #[tokio::test(flavor = "multi_thread")]
             async fn new_data_key_mode_changes_ciphertexts() {
                 let (_g, db) = $connect(40).await;
-                let before = user::Entity::find().order_by_asc(user::Column::Id).all(&db).await.unwrap();
+                let before = user::Entity::find()
+                    .order_by_asc(user::Column::Id)
+                    .all(&db)
+                    .await
+                    .unwrap();
                 let s = rotation::rotate_table(
                     &db,
                     &Kms::new(),
                     &v2_table(),
-                    TableOptions { mode: RotationMode::NewDataKey, batch_size: 7, ..Default::default() },
+                    TableOptions {
+                        mode: RotationMode::NewDataKey,
+                        batch_size: 7,
+                        ..Default::default()
+                    },
                 )
                 .await
                 .unwrap();
                 assert_eq!(s.done, 40);
-                let after = user::Entity::find().order_by_asc(user::Column::Id).all(&db).await.unwrap();
+                let after = user::Entity::find()
+                    .order_by_asc(user::Column::Id)
+                    .all(&db)
+                    .await
+                    .unwrap();
                 for (b, a) in before.iter().zip(&after) {
                     assert_ne!(b.email_enc, a.email_enc);
-                    assert_eq!(b.phone_enc, a.phone_enc, "the other key's attribute is untouched");
+                    assert_eq!(
+                        b.phone_enc, a.phone_enc,
+                        "the other key's attribute is untouched"
+                    );
                 }
                 assert_eq!(all_readable(&db).await, 40);
             }
@@ -158,17 +189,27 @@ macro_rules! seaorm_rotation {
                 let mut t = TableSpec::of_model::<user::Model>(0).unwrap();
                 t.attributes.retain(|a| a.column == "email_enc");
                 let kms = Kms::new();
-                let opts = |max| TableOptions { batch_size: 200, max_batches: max, ..Default::default() };
-                let first = rotation::backfill_table(&db, &kms, &t, &["name"], opts(Some(1))).await.unwrap();
+                let opts = |max| TableOptions {
+                    batch_size: 200,
+                    max_batches: max,
+                    ..Default::default()
+                };
+                let first = rotation::backfill_table(&db, &kms, &t, &["name"], opts(Some(1)))
+                    .await
+                    .unwrap();
                 assert_eq!(first.done, 200);
-                let rest = rotation::backfill_table(&db, &kms, &t, &["name"], opts(None)).await.unwrap();
+                let rest = rotation::backfill_table(&db, &kms, &t, &["name"], opts(None))
+                    .await
+                    .unwrap();
                 assert_eq!(rest.done, 300);
                 assert_eq!(kms.stats().encrypts(), 500);
                 let reader = Kms::new();
                 for r in user::Entity::find().all(&db).await.unwrap() {
                     assert_eq!(r.email(&reader).await.unwrap(), r.name);
                 }
-                let again = rotation::backfill_table(&db, &kms, &t, &["name"], opts(None)).await.unwrap();
+                let again = rotation::backfill_table(&db, &kms, &t, &["name"], opts(None))
+                    .await
+                    .unwrap();
                 assert_eq!(again.done, 0);
             }
         }
@@ -185,7 +226,11 @@ async fn postgres_two_rotations_at_once_share_the_work() {
     let slow = Kms::builder()
         .test_key(LatencyProvider::fixed(TestKey, Duration::from_millis(1)))
         .build();
-    let opts = || TableOptions { batch_size: 100, concurrency: 4, ..Default::default() };
+    let opts = || TableOptions {
+        batch_size: 100,
+        concurrency: 4,
+        ..Default::default()
+    };
     let t = v2_table();
     let (a, b) = tokio::join!(
         rotation::rotate_table(&db, &slow, &t, opts()),
@@ -194,6 +239,11 @@ async fn postgres_two_rotations_at_once_share_the_work() {
     let (a, b) = (a.unwrap(), b.unwrap());
     assert!(a.errors.is_empty() && b.errors.is_empty());
     assert_eq!(a.done + b.done, 3000, "every row rotated exactly once");
-    assert!(a.done > 0 && b.done > 0, "both took batches: {} / {}", a.done, b.done);
+    assert!(
+        a.done > 0 && b.done > 0,
+        "both took batches: {} / {}",
+        a.done,
+        b.done
+    );
     assert_eq!(v2_rows(&db).await, 3000);
 }

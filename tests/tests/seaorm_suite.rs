@@ -549,30 +549,58 @@ macro_rules! seaorm_migrator {
             use sea_orm_migration::MigratorTrait;
             let (g, _conn) = <$db>::empty();
             let db = connect(&$url(&g), pg_schema(&g)).await;
-            kms_fields_migrations::sea::Migrator::up(&db, None).await.unwrap();
+            kms_fields_migrations::sea::Migrator::up(&db, None)
+                .await
+                .unwrap();
             let kms = Kms::new();
             let mut u = create(&db, &kms).await;
             assert!(u.id > 0);
             rotate_kms_key(&db, &kms, &mut u, 0).await.unwrap();
-            let loaded = user::Entity::find_by_id(u.id).one(&db).await.unwrap().unwrap();
+            let loaded = user::Entity::find_by_id(u.id)
+                .one(&db)
+                .await
+                .unwrap()
+                .unwrap();
             let reader = Kms::new();
-            assert_eq!(loaded.email(&reader).await.unwrap().as_deref(), Some("test@example.org"));
-            assert_eq!(loaded.phone(&reader).await.unwrap().as_deref(), Some("555-555-5555"));
+            assert_eq!(
+                loaded.email(&reader).await.unwrap().as_deref(),
+                Some("test@example.org")
+            );
+            assert_eq!(
+                loaded.phone(&reader).await.unwrap().as_deref(),
+                Some("555-555-5555")
+            );
             // the people table with its blind-index columns
             use kms_fields_tests::sea::person;
             let bidx_kms = Kms::builder()
                 .blind_index_key(kms_fields::blind_index::MasterKey::generate().unwrap())
-                .blind_index_key_named("v2", kms_fields::blind_index::MasterKey::generate().unwrap())
+                .blind_index_key_named(
+                    "v2",
+                    kms_fields::blind_index::MasterKey::generate().unwrap(),
+                )
                 .build();
             let mut p = person::Model::default();
-            p.set_email(&bidx_kms, Some("ada@example.org")).await.unwrap();
+            p.set_email(&bidx_kms, Some("ada@example.org"))
+                .await
+                .unwrap();
             insert(&db, &bidx_kms, &mut p).await.unwrap();
             use sea_orm::{ColumnTrait, QueryFilter};
-            let wanted = person::Model::email_bidx_async(&bidx_kms, "ADA@example.org").await.unwrap();
-            let found = person::Entity::find().filter(person::Column::EmailBidx.eq(wanted)).one(&db).await.unwrap();
+            let wanted = person::Model::email_bidx_async(&bidx_kms, "ADA@example.org")
+                .await
+                .unwrap();
+            let found = person::Entity::find()
+                .filter(person::Column::EmailBidx.eq(wanted))
+                .one(&db)
+                .await
+                .unwrap();
             assert_eq!(found.map(|f| f.id), Some(p.id));
-            kms_fields_migrations::sea::Migrator::down(&db, None).await.unwrap();
-            assert!(user::Entity::find().all(&db).await.is_err(), "the table is gone");
+            kms_fields_migrations::sea::Migrator::down(&db, None)
+                .await
+                .unwrap();
+            assert!(
+                user::Entity::find().all(&db).await.is_err(),
+                "the table is gone"
+            );
         }
     };
 }
@@ -594,7 +622,10 @@ fn pg_schema(g: &impl SchemaOf) -> Option<&str> {
 }
 
 seaorm_migrator!(seaorm_migrator_on_postgres, PgDb, |_: &PgDb| pg_url());
-seaorm_migrator!(seaorm_migrator_on_sqlite, SqliteDb, |g: &SqliteDb| format!("sqlite://{}?mode=rwc", g.path()));
+seaorm_migrator!(seaorm_migrator_on_sqlite, SqliteDb, |g: &SqliteDb| format!(
+    "sqlite://{}?mode=rwc",
+    g.path()
+));
 seaorm_migrator!(seaorm_migrator_on_mysql, MysqlDb, |g: &MysqlDb| g.url());
 
 /// The column helpers: a model's key and ciphertext columns from its metadata, a unique blind
@@ -603,21 +634,40 @@ seaorm_migrator!(seaorm_migrator_on_mysql, MysqlDb, |g: &MysqlDb| g.url());
 async fn seaorm_column_helpers() {
     let dir = tempfile::tempdir().unwrap();
     let db = connect(
-        &format!("sqlite://{}?mode=rwc", dir.path().join("m.sqlite3").display()),
+        &format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("m.sqlite3").display()
+        ),
         None,
     )
     .await;
     db.execute_unprepared("CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT)")
         .await
         .unwrap();
-    kms_fields_seaorm::migration::add_model_columns::<user::Model, _>(&db).await.unwrap();
+    kms_fields_seaorm::migration::add_model_columns::<user::Model, _>(&db)
+        .await
+        .unwrap();
     let kms = Kms::new();
     let u = create(&db, &kms).await;
-    let loaded = user::Entity::find_by_id(u.id).one(&db).await.unwrap().unwrap();
-    assert_eq!(loaded.email(&kms).await.unwrap().as_deref(), Some("test@example.org"));
-    kms_fields_seaorm::migration::drop_model_columns::<user::Model, _>(&db).await.unwrap();
-    assert!(user::Entity::find().all(&db).await.is_err(), "the columns are gone");
-    db.execute_unprepared("INSERT INTO users (name) VALUES ('still here')").await.unwrap();
+    let loaded = user::Entity::find_by_id(u.id)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        loaded.email(&kms).await.unwrap().as_deref(),
+        Some("test@example.org")
+    );
+    kms_fields_seaorm::migration::drop_model_columns::<user::Model, _>(&db)
+        .await
+        .unwrap();
+    assert!(
+        user::Entity::find().all(&db).await.is_err(),
+        "the columns are gone"
+    );
+    db.execute_unprepared("INSERT INTO users (name) VALUES ('still here')")
+        .await
+        .unwrap();
     // a table without kms columns gets them one by one, with a unique blind index
     db.execute_unprepared("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT)")
         .await

@@ -199,9 +199,10 @@ impl AttachmentStream {
     pub(crate) async fn first_segment_verified(mut self) -> Result<Self> {
         futures::future::poll_fn(|cx| self.poll_fill(cx)).await;
         if self.ready.is_empty()
-            && let Some(e) = self.error.take() {
-                return Err(e);
-            }
+            && let Some(e) = self.error.take()
+        {
+            return Err(e);
+        }
         Ok(self)
     }
 }

@@ -81,7 +81,10 @@ pub async fn open<M: KmsModel>(
         Err(e) => Err(e),
     };
     match opened {
-        Err(e) if e.kind() == ErrorKind::DecryptionFailed && store.mode() == super::Mode::Encrypted => {
+        Err(e)
+            if e.kind() == ErrorKind::DecryptionFailed
+                && store.mode() == super::Mode::Encrypted =>
+        {
             match store.get(&staging_path(path), &k).await {
                 Ok(staged) => staged.first_segment_verified().await.map_err(|_| e),
                 Err(_) => Err(e),

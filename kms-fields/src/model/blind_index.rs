@@ -44,7 +44,10 @@ pub async fn blind_index_values<M: KmsModel, S: AsRef<str>>(
 ) -> Result<Vec<BidxValue>> {
     let d = def::<M>(bidx)?;
     M::blind_index(bidx)?
-        .compute_many_async(kms.blind_index_key(d.master_key)?, values.iter().map(AsRef::as_ref))
+        .compute_many_async(
+            kms.blind_index_key(d.master_key)?,
+            values.iter().map(AsRef::as_ref),
+        )
         .await
 }
 

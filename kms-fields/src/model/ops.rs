@@ -59,11 +59,12 @@ async fn decrypt_raw<M: KmsModel + ?Sized>(m: &M, kms: &Kms, attr: usize) -> Res
     };
     let raw = raw.map_err(|e| e.context(location(m, def.column)))?;
     if let Some(rails) = def.kms_rails
-        && keyless(m, def.key) {
-            return kms_rails_plaintext(m, kms, def, rails, &raw)
-                .await
-                .map(Plain::Bytes);
-        }
+        && keyless(m, def.key)
+    {
+        return kms_rails_plaintext(m, kms, def, rails, &raw)
+            .await
+            .map(Plain::Bytes);
+    }
     let key = data_key(m, kms, def.key).await?.ok_or_else(|| {
         Error::new(
             ErrorKind::BadFormat,

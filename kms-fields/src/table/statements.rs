@@ -138,7 +138,10 @@ pub(crate) fn backfill_filter(b: BackendKind, t: &TableSpec, sources: &[&str]) -
 }
 
 pub(crate) fn count(b: BackendKind, t: &TableSpec, filter: &str) -> String {
-    format!("SELECT COUNT(*) AS n FROM {} WHERE {filter}", b.quote(&t.table))
+    format!(
+        "SELECT COUNT(*) AS n FROM {} WHERE {filter}",
+        b.quote(&t.table)
+    )
 }
 
 fn col_value(a: &AttrSpec, v: Option<Vec<u8>>) -> SqlValue {
@@ -151,7 +154,12 @@ fn col_value(a: &AttrSpec, v: Option<Vec<u8>>) -> SqlValue {
 
 /// `UPDATE … SET key (and ciphertexts) WHERE <guards> AND id = ?` of one row: the guards are
 /// the key column's old value and, when the ciphertexts are rewritten, their old values.
-pub(crate) fn guarded_update(b: BackendKind, t: &TableSpec, row: &Row, new: NewValues) -> Statement {
+pub(crate) fn guarded_update(
+    b: BackendKind,
+    t: &TableSpec,
+    row: &Row,
+    new: NewValues,
+) -> Statement {
     let mut binds = vec![SqlValue::Text(Some(new.key))];
     let mut sets = vec![format!("{} = {}", b.quote(&t.key_column), b.placeholder(1))];
     let mut guards = Vec::new();
@@ -265,7 +273,12 @@ pub(crate) fn batch_update_pg(t: &TableSpec, rows: &[(Row, NewValues)]) -> Vec<S
 }
 
 /// The backfill write of one row: key and ciphertexts, only while the key column is NULL.
-pub(crate) fn backfill_update(b: BackendKind, t: &TableSpec, id: &str, new: NewValues) -> Statement {
+pub(crate) fn backfill_update(
+    b: BackendKind,
+    t: &TableSpec,
+    id: &str,
+    new: NewValues,
+) -> Statement {
     let mut binds = vec![SqlValue::Text(Some(new.key))];
     let mut sets = vec![format!("{} = {}", b.quote(&t.key_column), b.placeholder(1))];
     for (a, v) in t.attributes.iter().zip(new.cols.unwrap_or_default()) {
@@ -316,10 +329,18 @@ pub(crate) fn bidx_update(
     let mut guards = Vec::new();
     for (a, old) in t.attributes.iter().zip(&row.cols) {
         binds.push(col_value(a, old.clone()));
-        guards.push(null_safe_eq(b, &b.quote(&a.column), &b.placeholder(binds.len())));
+        guards.push(null_safe_eq(
+            b,
+            &b.quote(&a.column),
+            &b.placeholder(binds.len()),
+        ));
     }
     binds.push(SqlValue::Text(row.key.clone()));
-    guards.push(format!("{} = {}", b.quote(&t.key_column), b.placeholder(binds.len())));
+    guards.push(format!(
+        "{} = {}",
+        b.quote(&t.key_column),
+        b.placeholder(binds.len())
+    ));
     binds.push(id_bind(t, &row.id));
     let sql = format!(
         "UPDATE {} SET {} = {} WHERE {} AND {} IS NULL AND {} = {}",

@@ -69,4 +69,3 @@ pub fn s3_store(tag: &str) -> Arc<dyn ObjectStore> {
             .unwrap(),
     )
 }
-
