@@ -508,3 +508,14 @@ pub fn moto_s3_store(tag: &str) -> std::sync::Arc<dyn object_store::ObjectStore>
             .expect("S3 store"),
     )
 }
+
+/// The context the test key embedded in a stored key column (test-key values carry it as MIME
+/// base64 after the second `:`).
+pub fn embedded_context(stored: &str) -> String {
+    let raw = kms_fields::StoredKey::parse(stored).unwrap().ciphertext;
+    let ctx_b64 = raw.split(|b| *b == b':').nth(2).unwrap();
+    String::from_utf8(
+        kms_fields::encoding::lenient_decode(std::str::from_utf8(ctx_b64).unwrap()).unwrap(),
+    )
+    .unwrap()
+}

@@ -3,11 +3,12 @@
 //! counted the way the gem's tests count them.
 
 use diesel::prelude::*;
-use kms_fields::{EncryptionContext, ErrorKind, Kms, SaveFlow, StoredKey, encoding};
+use kms_fields::{EncryptionContext, ErrorKind, Kms, SaveFlow};
 use kms_fields_diesel::{
     KmsKey, insert, key_index, planned_flow, rotate_kms_key, update_encrypted,
 };
 use kms_fields_tests::db::{MysqlDb, PgDb, SqliteDb, TestDb};
+use kms_fields_tests::embedded_context;
 use kms_fields_tests::models::{Account, Address, LateUser, User, UserV2};
 use kms_fields_tests::schema::users;
 
@@ -19,14 +20,6 @@ fn new_user(kms: &Kms) -> User {
     u.set_email_blocking(kms, Some("test@example.org")).unwrap();
     u.set_phone_blocking(kms, Some("555-555-5555")).unwrap();
     u
-}
-
-/// The context the test key embedded in a stored key column (test-key values carry it).
-fn embedded_context(stored: &str) -> String {
-    let raw = StoredKey::parse(stored).unwrap().ciphertext;
-    let ctx_b64 = raw.split(|b| *b == b':').nth(2).unwrap();
-    String::from_utf8(encoding::lenient_decode(std::str::from_utf8(ctx_b64).unwrap()).unwrap())
-        .unwrap()
 }
 
 macro_rules! diesel_suite {

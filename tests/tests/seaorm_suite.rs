@@ -2,24 +2,17 @@
 //! same ports as the Diesel suite, async), plus the bulk seal step for `insert_many` and the
 //! hook-driven saves.
 
-use kms_fields::{EncryptionContext, ErrorKind, Kms, SaveFlow, StoredKey, bulk, encoding};
+use kms_fields::{EncryptionContext, ErrorKind, Kms, SaveFlow, bulk};
 use kms_fields_seaorm::{
     insert, insert_many, planned_flow, prepare_insert_many, rotate_kms_key, update_encrypted,
 };
 use kms_fields_tests::db::{MysqlDb, PgDb, SqliteDb, TestDb, pg_url};
+use kms_fields_tests::embedded_context;
 use kms_fields_tests::sea::{account, connect, hooked, mysql, pg, sqlite, user, user_v2};
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
     PaginatorTrait, TransactionTrait,
 };
-
-/// The context the test key embedded in a stored key column (test-key values carry it).
-fn embedded_context(stored: &str) -> String {
-    let raw = StoredKey::parse(stored).unwrap().ciphertext;
-    let ctx_b64 = raw.split(|b| *b == b':').nth(2).unwrap();
-    String::from_utf8(encoding::lenient_decode(std::str::from_utf8(ctx_b64).unwrap()).unwrap())
-        .unwrap()
-}
 
 /// `n` new users with email and phone set (2 pending keys each).
 async fn new_users(kms: &Kms, n: usize) -> Vec<user::Model> {
