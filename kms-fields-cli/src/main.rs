@@ -370,28 +370,31 @@ fn rewrap(r: Rewrap) -> Result<(), Failure> {
     });
     bar.finish_and_clear();
     println!(
-        "re-wrapped {} rows to v{} in {:.1} s ({:.0} rows/s); {} already done, {} conflicts retried, {} errors",
+        "re-wrapped {} rows to v{} in {:.1} s ({:.0} rows/s); {} already done, {} conflicts retried, {} errors; {} rows still on older versions",
         summary.done,
         r.to_version,
         summary.elapsed.as_secs_f64(),
         summary.done as f64 / summary.elapsed.as_secs_f64().max(1e-9),
         summary.skipped,
         summary.conflicts,
-        summary.errors.len()
+        summary.errors.len(),
+        summary.remaining
     );
-    if summary.errors.is_empty() {
-        return Ok(());
-    }
     for e in summary.errors.iter().take(20) {
         eprintln!("  row {} ({}={}): {}", e.id, r.id_column, e.id, e.error);
     }
     if summary.errors.len() > 20 {
         eprintln!("  … and {} more", summary.errors.len() - 20);
     }
+    if summary.errors.is_empty() && summary.remaining == 0 {
+        return Ok(());
+    }
     Err(Failure(
         1,
         format!(
-            "{} rows were not re-wrapped (left readable as they were); run again to retry",
+            "{} rows are not on v{} yet ({} failed; the others were not reached or kept changing): fix what the errors say and run again",
+            summary.remaining,
+            r.to_version,
             summary.errors.len()
         ),
     ))

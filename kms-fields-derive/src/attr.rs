@@ -8,7 +8,8 @@ use syn::{Ident, LitInt, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 
-pub const STRUCT_KEYS: &str = "model_name, table, id, lockbox, save_flow, sequence, updated_at, crate, key(...), seaorm_hooks";
+pub const STRUCT_KEYS: &str =
+    "model_name, table, id, lockbox, save_flow, sequence, crate, key(...), seaorm_hooks";
 pub const KEY_KEYS: &str = "name, key_id, key_id_env, key_id_fn, version, previous(N = \"key id\", ...), context, spec, column, upgrade_context";
 pub const FIELD_KEYS: &str = "encrypted, key, attr, binary, serde, codec, associated_data, padding, kms_rails, blind_index(...), id";
 pub const BIDX_KEYS: &str =
@@ -52,7 +53,6 @@ pub struct StructAttrs {
     pub lockbox: Option<Span>,
     pub save_flow: Option<LitStr>,
     pub sequence: Option<LitStr>,
-    pub updated_at: Option<Ident>,
     pub krate: Option<Path>,
     pub keys: Vec<KeyAttr>,
     /// `seaorm_hooks = path::to::fn_returning_static_kms`.
@@ -162,9 +162,6 @@ pub fn parse_struct(cx: &Ctxt, attrs: &[syn::Attribute]) -> StructAttrs {
                 } else if p.is_ident("sequence") {
                     let v = meta.value()?.parse()?;
                     set_once(cx, &mut out.sequence, v, &meta, "sequence");
-                } else if p.is_ident("updated_at") {
-                    let v = meta.value()?.parse()?;
-                    set_once(cx, &mut out.updated_at, v, &meta, "updated_at");
                 } else if p.is_ident("crate") {
                     let lit: LitStr = meta.value()?.parse()?;
                     let v = parse_lit_path(&lit)?;

@@ -34,7 +34,6 @@ fn generate(m: &Model) -> TokenStream {
     let model_name = &m.model_name;
     let table = opt_str(&m.table);
     let sequence = opt_str(&m.sequence);
-    let updated_at = opt_str(&m.updated_at);
     let save_flow = &m.save_flow;
     let n_keys = m.keys.len();
     let id_column =
@@ -91,11 +90,30 @@ fn generate(m: &Model) -> TokenStream {
         let expression = b.expression.as_ref().map(|e| quote!(.expression(#e)));
         quote!(#bi::BlindIndex::builder(#table, #column).algorithm(#algorithm).size(#size).encoding(#encoding)#expression.build().map_err(|e| ::std::string::ToString::to_string(&e)))
     });
+    let bidx_value_arms: Vec<TokenStream> = m
+        .blind_indexes
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let f = &b.field;
+            if b.binary {
+                quote!(#i => #krate::model::StoredCiphertext::Bytes(self.#f.as_deref()),)
+            } else {
+                quote!(#i => #krate::model::StoredCiphertext::Text(self.#f.as_deref()),)
+            }
+        })
+        .collect();
     let bidx_impl = if n_bidx == 0 {
         quote!()
     } else {
         quote!(
             const BLIND_INDEXES: &'static [#krate::BidxDef] = &[#(#bidx_defs),*];
+            fn blind_index_column(&self, bidx: usize) -> #krate::model::StoredCiphertext<'_> {
+                match bidx {
+                    #(#bidx_value_arms)*
+                    _ => #krate::model::StoredCiphertext::Text(::core::option::Option::None),
+                }
+            }
             fn blind_index(bidx: usize) -> #krate::Result<&'static #krate::__private::blind_index::BlindIndex> {
                 let all: &'static [::core::result::Result<#krate::__private::blind_index::BlindIndex, ::std::string::String>; #n_bidx] = &__KMS_BIDX;
                 match all.get(bidx) {
@@ -409,7 +427,6 @@ fn generate(m: &Model) -> TokenStream {
                 const ID_KIND: #krate::model::IdKind = #id_kind;
                 const SAVE_FLOW: #krate::SaveFlow = #save_flow;
                 const SEQUENCE: ::core::option::Option<&'static str> = #sequence;
-                const UPDATED_AT: ::core::option::Option<&'static str> = #updated_at;
                 const KEYS: &'static [#krate::KeyDef] = &[#(#key_defs),*];
                 const ATTRIBUTES: &'static [#krate::AttrDef] = &[#(#attr_defs),*];
                 #bidx_impl
@@ -484,17 +501,6 @@ fn sea_orm_active_model(m: &Model) -> TokenStream {
             match &mut self.#f { #av::Set(v) => ::core::option::Option::Some(#krate::model::AsKeyColumn::key_column_mut(v)), _ => ::core::option::Option::None }
         })
     });
-    let fingerprint = m.attrs.iter().map(|a| {
-        let f = &a.field;
-        quote!(if let #av::Set(v) | #av::Unchanged(v) = &self.#f {
-            let c: &dyn #krate::model::CiphertextColumn = v;
-            match c.stored() {
-                #krate::model::StoredCiphertext::Text(t) => out.extend_from_slice(t.unwrap_or_default().as_bytes()),
-                #krate::model::StoredCiphertext::Bytes(b) => out.extend_from_slice(b.unwrap_or_default()),
-            }
-        }
-        out.push(0);)
-    });
     let unset_id = match &m.id {
         Some(i) if i.integer => {
             let f = &i.ident;
@@ -541,9 +547,6 @@ fn sea_orm_active_model(m: &Model) -> TokenStream {
                 async fn before_save<C: ::sea_orm::ConnectionTrait>(self, db: &C, insert: bool) -> ::core::result::Result<Self, ::sea_orm::DbErr> {
                     ::kms_fields_seaorm::hooks::before_save(self, db, insert, #kms()).await
                 }
-                async fn after_save<C: ::sea_orm::ConnectionTrait>(model: #ident, db: &C, insert: bool) -> ::core::result::Result<#ident, ::sea_orm::DbErr> {
-                    ::kms_fields_seaorm::hooks::after_save::<ActiveModel, C>(model, db, insert, #kms()).await
-                }
             }
         ),
     };
@@ -561,11 +564,6 @@ fn sea_orm_active_model(m: &Model) -> TokenStream {
             fn kms_record_id(&self) -> ::core::option::Option<::std::string::String> { #record_id }
             fn kms_set_record_id(&mut self, id: i64) -> #krate::Result<()> { #set_record_id }
             #unset_id
-            fn kms_fingerprint(&self) -> ::std::vec::Vec<u8> {
-                let mut out = ::std::vec::Vec::new();
-                #(#fingerprint)*
-                out
-            }
         }
     )
 }

@@ -21,7 +21,6 @@ pub struct Model {
     pub id: Option<IdField>,
     pub save_flow: TokenStream,
     pub sequence: Option<String>,
-    pub updated_at: Option<String>,
     pub keys: Vec<Key>,
     pub attrs: Vec<Attr>,
     pub blind_indexes: Vec<Bidx>,
@@ -231,13 +230,6 @@ pub fn build(cx: &Ctxt, input: &DeriveInput) -> Option<Model> {
             optional,
             integer,
         })
-    });
-
-    let updated_at = sa.updated_at.as_ref().map(|i| i.to_string()).or_else(|| {
-        fields
-            .iter()
-            .find(|f| f.ident.as_ref().is_some_and(|i| i == "updated_at"))
-            .map(|_| "updated_at".to_owned())
     });
 
     // keys
@@ -484,7 +476,6 @@ pub fn build(cx: &Ctxt, input: &DeriveInput) -> Option<Model> {
         id,
         save_flow,
         sequence: sa.sequence.map(|s| s.value()),
-        updated_at,
         keys,
         attrs,
         blind_indexes,

@@ -1,5 +1,7 @@
-//! The same flows for `diesel-async` on Postgres (feature `async-postgres`): `await` instead of
-//! blocking, for applications whose request handlers are async.
+//! The same operations for `diesel-async` on Postgres (feature `async-postgres`): `await`
+//! instead of blocking, for applications whose request handlers are async. The save engine
+//! ([`kms_fields::save`]) and the table engine ([`kms_fields::table`]) run over the
+//! connection's port, exactly as for sync Diesel.
 //!
 //! ```no_run
 //! # async fn demo<M>(conn: &mut diesel_async::AsyncPgConnection, kms: &kms_fields::Kms, user: &mut M) -> kms_fields::Result<()>
@@ -12,56 +14,149 @@
 //! # diesel::table! { users (id) { id -> Integer, } }
 //! ```
 
+use std::marker::PhantomData;
+
 use diesel::Insertable;
 use diesel::Table;
 use diesel::pg::Pg;
 use diesel::query_builder::InsertStatement;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use kms_fields::model::{self, IdKind};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager};
+use kms_fields::save::{self, SavePort};
+use kms_fields::table::{self, Row, Summary, TableDb, TableOptions, TableSpec};
 use kms_fields::{Error, Kms, KmsModel, Result, SaveFlow};
 
-use crate::connection::{BackendKind, IdRow, SqlValue};
-use crate::flow;
-use crate::flow::TxError;
-use kms_fields::sql;
+use crate::connection::{BackendKind, CountRow, GroupRow, IdText, SqlValue, bound};
+use crate::port::{Batch, Single};
+use crate::rotation::RowByName;
 
-async fn execute(
-    conn: &mut AsyncPgConnection,
-    stmt: &str,
-    binds: Vec<SqlValue>,
-) -> diesel::QueryResult<usize> {
-    crate::connection::bound::<Pg>(stmt, binds)
-        .execute(conn)
-        .await
+/// An `AsyncPgConnection` as the engines' port (and, for inserts, the table).
+struct AsyncDb<'c, T = (), B = Single> {
+    conn: &'c mut AsyncPgConnection,
+    table: T,
+    _inserts: PhantomData<B>,
 }
 
-async fn next_id<M: KmsModel>(conn: &mut AsyncPgConnection) -> Result<i64> {
-    use diesel::sql_types::Text;
-    let table = sql::table::<M>()?;
-    let row: IdRow = match M::SEQUENCE {
-        Some(seq) => {
-            diesel::sql_query("SELECT nextval($1::regclass) AS id")
-                .bind::<Text, _>(seq)
-                .get_result(conn)
-                .await
-        }
-        None => {
-            diesel::sql_query("SELECT nextval(pg_get_serial_sequence($1, $2)) AS id")
-                .bind::<Text, _>(table)
-                .bind::<Text, _>(M::ID_COLUMN)
-                .get_result(conn)
-                .await
+impl<'c, T, B> AsyncDb<'c, T, B> {
+    fn new(conn: &'c mut AsyncPgConnection, table: T) -> Self {
+        Self {
+            conn,
+            table,
+            _inserts: PhantomData,
         }
     }
-    .map_err(Error::database)?;
-    Ok(row.id)
 }
 
-async fn last_insert_id(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
-    let row: IdRow = diesel::sql_query("SELECT lastval() AS id")
-        .get_result(conn)
-        .await?;
-    Ok(row.id)
+#[async_trait::async_trait]
+impl<T: Send, B: Send> TableDb for AsyncDb<'_, T, B> {
+    fn backend(&self) -> BackendKind {
+        BackendKind::Postgres
+    }
+    async fn load_rows(&mut self, sql: &str, binds: Vec<SqlValue>) -> Result<Vec<Row>> {
+        let rows: Vec<RowByName> = bound::<Pg>(sql, binds)
+            .load(self.conn)
+            .await
+            .map_err(Error::database)?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+    async fn load_ids(&mut self, sql: &str, binds: Vec<SqlValue>) -> Result<Vec<String>> {
+        let rows: Vec<IdText> = bound::<Pg>(sql, binds)
+            .load(self.conn)
+            .await
+            .map_err(Error::database)?;
+        Ok(rows.into_iter().map(|r| r.kmsf_id).collect())
+    }
+    async fn execute(&mut self, sql: &str, binds: Vec<SqlValue>) -> Result<usize> {
+        bound::<Pg>(sql, binds)
+            .execute(self.conn)
+            .await
+            .map_err(Error::database)
+    }
+    async fn count(&mut self, sql: &str) -> Result<u64> {
+        let row: CountRow = diesel::sql_query(sql.to_owned())
+            .get_result(self.conn)
+            .await
+            .map_err(Error::database)?;
+        Ok(row.n.max(0) as u64)
+    }
+    async fn group_counts(&mut self, sql: &str) -> Result<Vec<(String, u64)>> {
+        let rows: Vec<GroupRow> = diesel::sql_query(sql.to_owned())
+            .load(self.conn)
+            .await
+            .map_err(Error::database)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.kmsf_version, r.n.max(0) as u64))
+            .collect())
+    }
+    async fn begin(&mut self) -> Result<()> {
+        <AsyncPgConnection as AsyncConnection>::TransactionManager::begin_transaction(self.conn)
+            .await
+            .map_err(Error::database)
+    }
+    async fn commit(&mut self) -> Result<()> {
+        <AsyncPgConnection as AsyncConnection>::TransactionManager::commit_transaction(self.conn)
+            .await
+            .map_err(Error::database)
+    }
+    async fn rollback(&mut self) -> Result<()> {
+        <AsyncPgConnection as AsyncConnection>::TransactionManager::rollback_transaction(self.conn)
+            .await
+            .map_err(Error::database)
+    }
+}
+
+#[async_trait::async_trait]
+impl<T, M> SavePort<M> for AsyncDb<'_, T, Single>
+where
+    M: KmsModel + Clone + Insertable<T>,
+    T: Table + Copy + Send + Sync,
+    InsertStatement<T, <M as Insertable<T>>::Values>:
+        diesel_async::methods::ExecuteDsl<AsyncPgConnection> + Send,
+{
+    async fn insert_one(&mut self, row: &M) -> Result<Option<i64>> {
+        // Postgres: a database-assigned id was taken from the sequence before the INSERT
+        diesel::insert_into(self.table)
+            .values(row.clone())
+            .execute(self.conn)
+            .await
+            .map_err(Error::database)?;
+        Ok(None)
+    }
+    async fn insert_all(&mut self, rows: &[M]) -> Result<()> {
+        for row in rows {
+            self.insert_one(row).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl<T, M> SavePort<M> for AsyncDb<'_, T, Batch>
+where
+    M: KmsModel + Clone + Insertable<T>,
+    T: Table + Copy + Send + Sync,
+    Vec<M>: Insertable<T>,
+    InsertStatement<T, <M as Insertable<T>>::Values>:
+        diesel_async::methods::ExecuteDsl<AsyncPgConnection> + Send,
+    InsertStatement<T, <Vec<M> as Insertable<T>>::Values>:
+        diesel_async::methods::ExecuteDsl<AsyncPgConnection> + Send,
+{
+    async fn insert_one(&mut self, row: &M) -> Result<Option<i64>> {
+        diesel::insert_into(self.table)
+            .values(row.clone())
+            .execute(self.conn)
+            .await
+            .map_err(Error::database)?;
+        Ok(None)
+    }
+    async fn insert_all(&mut self, rows: &[M]) -> Result<()> {
+        diesel::insert_into(self.table)
+            .values(rows.to_vec())
+            .execute(self.conn)
+            .await
+            .map(drop)
+            .map_err(Error::database)
+    }
 }
 
 /// [`crate::insert`] for `AsyncPgConnection`.
@@ -77,76 +172,34 @@ where
     InsertStatement<T, <M as Insertable<T>>::Values>:
         diesel_async::methods::ExecuteDsl<AsyncPgConnection> + Send,
 {
-    let flow = flow::plan(BackendKind::Postgres, model)?;
-    let had_id = model.record_id().is_some();
-    let snapshot = flow::key_snapshot(model);
-    match run_insert(conn, kms, table, model, flow).await {
-        Ok(()) => {
-            flow::mark_saved(model);
-            Ok(flow)
-        }
-        Err(e) => {
-            flow::restore(model, snapshot, had_id);
-            Err(e)
-        }
-    }
+    save::insert(&mut AsyncDb::<T, Single>::new(conn, table), kms, model).await
 }
 
-async fn run_insert<T, M>(
+/// [`crate::insert_many`] for `AsyncPgConnection`: ONE `nextval` query for the ids, the wraps
+/// concurrently (at most `concurrency` KMS calls), ONE multi-row `INSERT`. All or nothing.
+pub async fn insert_many<T, M>(
     conn: &mut AsyncPgConnection,
     kms: &Kms,
     table: T,
-    model: &mut M,
-    flow: SaveFlow,
-) -> Result<()>
+    records: &mut [M],
+    concurrency: usize,
+) -> Result<SaveFlow>
 where
     M: KmsModel + Clone + Insertable<T> + Send,
     T: Table + Copy + Send + Sync,
+    Vec<M>: Insertable<T>,
     InsertStatement<T, <M as Insertable<T>>::Values>:
         diesel_async::methods::ExecuteDsl<AsyncPgConnection> + Send,
+    InsertStatement<T, <Vec<M> as Insertable<T>>::Values>:
+        diesel_async::methods::ExecuteDsl<AsyncPgConnection> + Send,
 {
-    let pending = flow::any_pending(model);
-    match flow {
-        SaveFlow::AfterInsert if pending => {
-            let row = model.clone();
-            // the INSERT and the key UPDATE in one transaction; the wrap between them
-            conn.transaction::<_, TxError, _>(async |conn| {
-                diesel::insert_into(table).values(row).execute(conn).await?;
-                if model.record_id().is_none() && M::ID_KIND == IdKind::Integer {
-                    let id = last_insert_id(conn).await?;
-                    model.set_record_id(id).map_err(TxError::Kms)?;
-                }
-                model::seal_pending_keys(model, kms)
-                    .await
-                    .map_err(TxError::Kms)?;
-                let (stmt, binds) =
-                    sql::key_columns(BackendKind::Postgres, &*model).map_err(TxError::Kms)?;
-                execute(conn, &stmt, binds).await?;
-                Ok(())
-            })
-            .await
-            .map_err(Error::from)
-        }
-        _ => {
-            if flow == SaveFlow::Prefetch && pending {
-                let id = next_id::<M>(conn).await?;
-                model.set_record_id(id)?;
-            }
-            model::seal_pending_keys(model, kms).await?;
-            diesel::insert_into(table)
-                .values(model.clone())
-                .execute(conn)
-                .await
-                .map_err(Error::database)?;
-            if model.record_id().is_none()
-                && M::ID_KIND == IdKind::Integer
-                && let Ok(id) = last_insert_id(conn).await
-            {
-                let _ = model.set_record_id(id);
-            }
-            Ok(())
-        }
-    }
+    save::insert_many(
+        &mut AsyncDb::<T, Batch>::new(conn, table),
+        kms,
+        records,
+        concurrency,
+    )
+    .await
 }
 
 /// [`crate::update_encrypted`] for `AsyncPgConnection`.
@@ -154,37 +207,8 @@ pub async fn update_encrypted<M: KmsModel>(
     conn: &mut AsyncPgConnection,
     kms: &Kms,
     model: &mut M,
-) -> Result<usize> {
-    let snapshot = flow::key_snapshot(model);
-    let result = async {
-        model::seal_pending_keys(model, kms).await?;
-        let (stmt, binds) = sql::encrypted_columns(BackendKind::Postgres, &*model)?;
-        execute(conn, &stmt, binds).await.map_err(Error::database)
-    }
-    .await;
-    match result {
-        Ok(n) => {
-            flow::mark_saved(model);
-            Ok(n)
-        }
-        Err(e) => {
-            flow::restore(model, snapshot, true);
-            Err(e)
-        }
-    }
-}
-
-async fn guarded_update<M: KmsModel>(
-    conn: &mut AsyncPgConnection,
-    model: &mut M,
-    key: usize,
 ) -> Result<()> {
-    let (stmt, binds) = sql::one_key_guarded(BackendKind::Postgres, &*model, key)?;
-    if execute(conn, &stmt, binds).await.map_err(Error::database)? == 0 {
-        return Err(sql::conflict::<M>(key));
-    }
-    model.key_column_mut(key).mark_saved();
-    Ok(())
+    save::update_encrypted(&mut AsyncDb::<(), Single>::new(conn, ()), kms, model).await
 }
 
 /// [`crate::rotate_kms_key`] for `AsyncPgConnection`.
@@ -194,9 +218,7 @@ pub async fn rotate_kms_key<M: KmsModel>(
     model: &mut M,
     key: usize,
 ) -> Result<()> {
-    model::rotate_key(model, kms, key).await?;
-    model::seal_pending_keys(model, kms).await?;
-    guarded_update(conn, model, key).await
+    save::rotate_kms_key(&mut AsyncDb::<(), Single>::new(conn, ()), kms, model, key).await
 }
 
 /// [`crate::rewrap_kms_key`] for `AsyncPgConnection`.
@@ -206,9 +228,53 @@ pub async fn rewrap_kms_key<M: KmsModel>(
     model: &mut M,
     key: usize,
 ) -> Result<bool> {
-    if !model::rewrap_key(model, kms, key).await? {
-        return Ok(false);
-    }
-    guarded_update(conn, model, key).await?;
-    Ok(true)
+    save::rewrap_kms_key(&mut AsyncDb::<(), Single>::new(conn, ()), kms, model, key).await
+}
+
+/// [`crate::rotation::rotate_table`] for `AsyncPgConnection`.
+pub async fn rotate_table(
+    conn: &mut AsyncPgConnection,
+    kms: &Kms,
+    t: &TableSpec,
+    opts: TableOptions<'_>,
+) -> Result<Summary> {
+    table::rotate_table(&mut AsyncDb::<(), Single>::new(conn, ()), kms, t, opts).await
+}
+
+/// [`crate::rotation::backfill_table`] for `AsyncPgConnection`.
+pub async fn backfill_table(
+    conn: &mut AsyncPgConnection,
+    kms: &Kms,
+    t: &TableSpec,
+    sources: &[&str],
+    opts: TableOptions<'_>,
+) -> Result<Summary> {
+    table::backfill_table(
+        &mut AsyncDb::<(), Single>::new(conn, ()),
+        kms,
+        t,
+        sources,
+        opts,
+    )
+    .await
+}
+
+/// [`crate::rotation::backfill_blind_index`] for `AsyncPgConnection`.
+pub async fn backfill_blind_index<M: KmsModel>(
+    conn: &mut AsyncPgConnection,
+    kms: &Kms,
+    bidx: usize,
+    opts: TableOptions<'_>,
+) -> Result<Summary> {
+    table::backfill_blind_index::<M, _>(&mut AsyncDb::<(), Single>::new(conn, ()), kms, bidx, opts)
+        .await
+}
+
+/// [`crate::rotation::key_versions`] for `AsyncPgConnection`.
+pub async fn key_versions(
+    conn: &mut AsyncPgConnection,
+    table: &str,
+    key_column: &str,
+) -> Result<Vec<(String, u64)>> {
+    table::key_versions(&mut AsyncDb::<(), Single>::new(conn, ()), table, key_column).await
 }

@@ -11,18 +11,10 @@ pub trait KmsConnection: Connection {
     /// The database family.
     const BACKEND: BackendKind;
 
-    /// Postgres: `n` new ids from the id's sequence in one query (`nextval` over
-    /// `generate_series`). `sequence` defaults to `pg_get_serial_sequence(table, id_column)`.
-    fn kms_next_ids(
-        &mut self,
-        table: &str,
-        id_column: &str,
-        sequence: Option<&str>,
-        n: i64,
-    ) -> QueryResult<Vec<i64>>;
-
-    /// The id the last INSERT of this connection got (`last_insert_rowid()`,
-    /// `LAST_INSERT_ID()`, `lastval()`).
+    /// The id the last INSERT of this connection got: `last_insert_rowid()` (SQLite),
+    /// `LAST_INSERT_ID()` (MySQL) — both unaffected by a trigger's inserts. Postgres refuses:
+    /// `lastval()` is another sequence's value when a trigger inserts elsewhere, so the save
+    /// engine takes ids from the id's sequence before the `INSERT`.
     fn kms_last_insert_id(&mut self) -> QueryResult<i64>;
 
     /// Run a statement with positional binds; returns the affected row count.
@@ -149,37 +141,11 @@ where
 impl KmsConnection for diesel::PgConnection {
     const BACKEND: BackendKind = BackendKind::Postgres;
 
-    fn kms_next_ids(
-        &mut self,
-        table: &str,
-        id_column: &str,
-        sequence: Option<&str>,
-        n: i64,
-    ) -> QueryResult<Vec<i64>> {
-        use diesel::RunQueryDsl;
-        use diesel::sql_types::{BigInt, Text};
-        let rows: Vec<IdRow> = match sequence {
-            Some(seq) => {
-                diesel::sql_query("SELECT nextval($1::regclass) AS id FROM generate_series(1, $2)")
-                    .bind::<Text, _>(seq)
-                    .bind::<BigInt, _>(n)
-                    .load(self)?
-            }
-            None => diesel::sql_query(
-                "SELECT nextval(pg_get_serial_sequence($1, $2)) AS id FROM generate_series(1, $3)",
-            )
-            .bind::<Text, _>(table)
-            .bind::<Text, _>(id_column)
-            .bind::<BigInt, _>(n)
-            .load(self)?,
-        };
-        Ok(rows.into_iter().map(|r| r.id).collect())
-    }
-
     fn kms_last_insert_id(&mut self) -> QueryResult<i64> {
-        use diesel::RunQueryDsl;
-        let row: IdRow = diesel::sql_query("SELECT lastval() AS id").get_result(self)?;
-        Ok(row.id)
+        Err(diesel::result::Error::QueryBuilderError(
+            "Postgres: ids come from the id's sequence before the INSERT, never from lastval()"
+                .into(),
+        ))
     }
 
     impl_execute!(diesel::pg::Pg);
@@ -188,18 +154,6 @@ impl KmsConnection for diesel::PgConnection {
 #[cfg(feature = "sqlite")]
 impl KmsConnection for diesel::SqliteConnection {
     const BACKEND: BackendKind = BackendKind::Sqlite;
-
-    fn kms_next_ids(
-        &mut self,
-        _table: &str,
-        _id_column: &str,
-        _sequence: Option<&str>,
-        _n: i64,
-    ) -> QueryResult<Vec<i64>> {
-        Err(diesel::result::Error::QueryBuilderError(
-            "SQLite has no sequences: use the eager or after-insert save flow".into(),
-        ))
-    }
 
     fn kms_last_insert_id(&mut self) -> QueryResult<i64> {
         use diesel::RunQueryDsl;
@@ -213,18 +167,6 @@ impl KmsConnection for diesel::SqliteConnection {
 #[cfg(feature = "mysql")]
 impl KmsConnection for diesel::MysqlConnection {
     const BACKEND: BackendKind = BackendKind::Mysql;
-
-    fn kms_next_ids(
-        &mut self,
-        _table: &str,
-        _id_column: &str,
-        _sequence: Option<&str>,
-        _n: i64,
-    ) -> QueryResult<Vec<i64>> {
-        Err(diesel::result::Error::QueryBuilderError(
-            "MySQL has no sequences: use the eager or after-insert save flow".into(),
-        ))
-    }
 
     fn kms_last_insert_id(&mut self) -> QueryResult<i64> {
         use diesel::RunQueryDsl;

@@ -78,11 +78,22 @@ where
     }
 }
 
+/// The error of writing a pending key through Diesel's own insert / update.
+const PENDING_KEY: &str = "kms-fields: this record has a new data key that is not wrapped yet; \
+writing it with diesel::insert_into / diesel::update would store a NULL key column and ciphertexts \
+nobody can decrypt. Save it with kms_fields_diesel::insert / insert_many (new records) or \
+kms_fields_diesel::update_encrypted (existing ones), or call kms_seal(&kms) first";
+
 impl<DB: Backend> ToSql<Text, DB> for KmsKey
 where
     str: ToSql<Text, DB>,
 {
+    /// A pending data key (a new record or a rotated key, not yet wrapped) refuses to
+    /// serialize: writing NULL beside its ciphertexts would leave a row nobody can decrypt.
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, DB>) -> serialize::Result {
+        if self.0.is_pending() {
+            return Err(PENDING_KEY.into());
+        }
         match self.0.stored() {
             Some(s) => <str as ToSql<Text, DB>>::to_sql(s, out),
             None => Ok(IsNull::Yes),

@@ -10,9 +10,9 @@ pub mod async_pg;
 #[cfg(feature = "attachments")]
 pub mod attachments;
 mod connection;
-mod flow;
 mod key_column;
 pub mod migration;
+mod port;
 pub mod rotation;
 mod save;
 

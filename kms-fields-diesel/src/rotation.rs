@@ -16,17 +16,17 @@
 //! ```
 
 use diesel::backend::Backend;
-use diesel::connection::TransactionManager;
 use diesel::deserialize::{self, FromSql, QueryableByName};
 use diesel::row::NamedRow;
 use diesel::sql_types::{BigInt, Binary, Nullable, Text};
-use kms_fields::table::{self, TableDb};
+use kms_fields::table;
 pub use kms_fields::table::{
     AttrSpec, Progress, RotationMode, Row, RowError, Summary, TableOptions, TableSpec,
 };
-use kms_fields::{Error, Kms, Result, blocking};
+use kms_fields::{Kms, Result, blocking};
 
-use crate::connection::{BackendKind, KmsConnection, SqlValue};
+use crate::connection::KmsConnection;
+use crate::port::DieselDb;
 
 /// A row loaded by the aliases of [`Row`] (internal; public for [`KmsConnection`]).
 #[doc(hidden)]
@@ -59,44 +59,6 @@ where
     }
 }
 
-/// A Diesel connection as a [`TableDb`]: statements run synchronously inside the async engine,
-/// which [`blocking::block_on`] drives.
-struct DieselDb<'c, C>(&'c mut C);
-
-#[async_trait::async_trait]
-impl<C: KmsConnection> TableDb for DieselDb<'_, C> {
-    fn backend(&self) -> BackendKind {
-        C::BACKEND
-    }
-    async fn load_rows(&mut self, sql: &str, binds: Vec<SqlValue>) -> Result<Vec<Row>> {
-        self.0.kms_load_rows(sql, binds).map_err(Error::database)
-    }
-    async fn load_ids(&mut self, sql: &str, binds: Vec<SqlValue>) -> Result<Vec<String>> {
-        self.0.kms_load_ids(sql, binds).map_err(Error::database)
-    }
-    async fn execute(&mut self, sql: &str, binds: Vec<SqlValue>) -> Result<usize> {
-        self.0.kms_execute(sql, binds).map_err(Error::database)
-    }
-    async fn count(&mut self, sql: &str) -> Result<u64> {
-        self.0
-            .kms_count(sql)
-            .map(|n| n.max(0) as u64)
-            .map_err(Error::database)
-    }
-    async fn group_counts(&mut self, sql: &str) -> Result<Vec<(String, u64)>> {
-        self.0.kms_group_counts(sql).map_err(Error::database)
-    }
-    async fn begin(&mut self) -> Result<()> {
-        C::TransactionManager::begin_transaction(self.0).map_err(Error::database)
-    }
-    async fn commit(&mut self) -> Result<()> {
-        C::TransactionManager::commit_transaction(self.0).map_err(Error::database)
-    }
-    async fn rollback(&mut self) -> Result<()> {
-        C::TransactionManager::rollback_transaction(self.0).map_err(Error::database)
-    }
-}
-
 /// Rotate every row of `t.table` whose key column is not at the current version
 /// ([`kms_fields::table::rotate_table`] on this connection).
 pub fn rotate_table<C: KmsConnection>(
@@ -105,7 +67,7 @@ pub fn rotate_table<C: KmsConnection>(
     t: &TableSpec,
     opts: TableOptions<'_>,
 ) -> Result<Summary> {
-    blocking::run(table::rotate_table(&mut DieselDb(conn), kms, t, opts))
+    blocking::run(table::rotate_table(&mut DieselDb::new(conn), kms, t, opts))
 }
 
 /// Encrypt existing plaintext columns into the key and ciphertext columns of rows that have no
@@ -118,7 +80,7 @@ pub fn backfill_table<C: KmsConnection>(
     opts: TableOptions<'_>,
 ) -> Result<Summary> {
     blocking::run(table::backfill_table(
-        &mut DieselDb(conn),
+        &mut DieselDb::new(conn),
         kms,
         t,
         sources,
@@ -132,7 +94,11 @@ pub fn key_versions<C: KmsConnection>(
     table: &str,
     key_column: &str,
 ) -> Result<Vec<(String, u64)>> {
-    blocking::run(table::key_versions(&mut DieselDb(conn), table, key_column))
+    blocking::run(table::key_versions(
+        &mut DieselDb::new(conn),
+        table,
+        key_column,
+    ))
 }
 
 /// Fill blind index `bidx` of model `M` for the rows whose index column is NULL
@@ -144,7 +110,7 @@ pub fn backfill_blind_index<M: kms_fields::KmsModel, C: KmsConnection>(
     opts: TableOptions<'_>,
 ) -> Result<Summary> {
     blocking::run(table::backfill_blind_index::<M, _>(
-        &mut DieselDb(conn),
+        &mut DieselDb::new(conn),
         kms,
         bidx,
         opts,

@@ -5,13 +5,16 @@ use kms_fields::attachments::AttachmentStore;
 use kms_fields::attachments::object_store::path::Path;
 use kms_fields::attachments::record;
 use kms_fields::{Kms, KmsModel, Result};
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 
 /// [`rotate_kms_key`](crate::rotate_kms_key) that also re-encrypts the record's attachments
 /// (`(name, path)` in `store`), streaming: staging objects under the new key, the guarded
 /// `UPDATE`, then the staging objects over the originals. A read-only store is refused before
 /// anything changes.
-pub async fn rotate_kms_key_with_attachments<M: KmsModel, C: ConnectionTrait>(
+pub async fn rotate_kms_key_with_attachments<
+    M: KmsModel,
+    C: ConnectionTrait + TransactionTrait + Sync,
+>(
     db: &C,
     kms: &Kms,
     model: &mut M,

@@ -1,5 +1,5 @@
-//! Helpers for your `ActiveModelBehavior`: `am.insert(db)` / `am.save(db)` then run the save
-//! flows on the hook's connection (inside your transaction when you pass one).
+//! The helper for your `ActiveModelBehavior`: `am.insert(db)` / `am.save(db)` then wrap the
+//! new data keys on the hook's connection (inside your transaction when you pass one).
 //!
 //! ```ignore
 //! static KMS: std::sync::LazyLock<kms_fields::Kms> = std::sync::LazyLock::new(kms_fields::Kms::from_env);
@@ -8,9 +8,6 @@
 //! impl ActiveModelBehavior for ActiveModel {
 //!     async fn before_save<C: ConnectionTrait>(self, db: &C, insert: bool) -> Result<Self, DbErr> {
 //!         kms_fields_seaorm::hooks::before_save(self, db, insert, &KMS).await
-//!     }
-//!     async fn after_save<C: ConnectionTrait>(model: Model, db: &C, insert: bool) -> Result<Model, DbErr> {
-//!         kms_fields_seaorm::hooks::after_save::<ActiveModel, _>(model, db, insert, &KMS).await
 //!     }
 //! }
 //! ```
@@ -21,53 +18,26 @@
 //! - Postgres, integer id: `before_save` takes the id from the sequence and wraps the new keys;
 //!   the INSERT writes everything (one statement).
 //! - Known id, or contexts that need none: `before_save` wraps (eager).
-//! - SQLite / MySQL with a database-assigned id: `before_save` keeps the new keys aside,
-//!   `after_save` (same connection, after the INSERT) wraps them with the new id and UPDATEs
-//!   the key columns — kms_encrypted's flow. Pass a transaction to make the two one unit.
+//! - SQLite / MySQL with a database-assigned id and the default context: the data key can only
+//!   be wrapped once the INSERT has given the id, and nothing secret may be kept between the
+//!   hooks — so `before_save` refuses (`DbErr::Custom` naming the call to make):
+//!   save such a new record with [`kms_fields_seaorm::insert`](crate::insert), which runs
+//!   the after-insert flow in one transaction (and runs your hooks too). Updates of existing
+//!   records through the hooks work on every database.
 //!
 //! Records with a custom context or a per-record key id are wrapped from their `Model`, so the
 //! ActiveModel must have every field set (as `Model::into_active_model` gives).
 //! `Entity::insert_many` runs no hooks: use `kms_fields_seaorm::insert_many`.
 
-use std::any::TypeId;
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, Instant};
-
 use kms_fields::model::{self, IdKind, KmsActiveModel};
-use kms_fields::sql::{self, BackendKind};
+use kms_fields::sql::BackendKind;
 use kms_fields::{Error, KeyColumn, Kms, KmsModel, SaveFlow};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, TryIntoModel};
 
-use crate::save::{backend, execute, next_ids};
-
-/// New keys kept between `before_save` and `after_save` of the after-insert flow, by model type
-/// and the record's ciphertexts (random nonces make them unique); dropped after 10 minutes if
-/// the insert never completed. The data keys are zeroized when dropped.
-type Pending = HashMap<(TypeId, Vec<u8>), (Instant, Vec<(usize, KeyColumn)>)>;
-static PENDING: LazyLock<Mutex<Pending>> = LazyLock::new(|| Mutex::new(HashMap::new()));
-const PENDING_TTL: Duration = Duration::from_secs(600);
+use crate::save::{backend, next_ids};
 
 fn to_db(e: Error) -> DbErr {
     DbErr::Custom(e.to_string())
-}
-
-fn poisoned() -> DbErr {
-    DbErr::Custom("kms-fields hook state poisoned".into())
-}
-
-fn fingerprint<M: KmsModel>(m: &M) -> Vec<u8> {
-    let mut out = Vec::new();
-    for i in 0..M::ATTRIBUTES.len() {
-        match m.ciphertext(i).stored() {
-            model::StoredCiphertext::Text(t) => {
-                out.extend_from_slice(t.unwrap_or_default().as_bytes())
-            }
-            model::StoredCiphertext::Bytes(b) => out.extend_from_slice(b.unwrap_or_default()),
-        }
-        out.push(0);
-    }
-    out
 }
 
 /// Call from `ActiveModelBehavior::before_save`.
@@ -107,17 +77,10 @@ where
         other => other,
     };
     if insert && flow == SaveFlow::AfterInsert && am.kms_record_id().is_none() {
-        let entry: Vec<(usize, KeyColumn)> = pending
-            .iter()
-            .filter_map(|&k| am.kms_key_column(k).map(|c| (k, c.clone())))
-            .collect();
-        let mut map = PENDING.lock().map_err(|_| poisoned())?;
-        map.retain(|_, (at, _)| at.elapsed() < PENDING_TTL);
-        map.insert(
-            (TypeId::of::<A::Model>(), am.kms_fingerprint()),
-            (Instant::now(), entry),
-        );
-        return Ok(am);
+        return Err(DbErr::Custom(format!(
+            "kms-fields: a new {} gets its id from the database on this backend, and its data key can only be wrapped with that id: ActiveModel::insert can't do that without keeping the key between its hooks. Save new records with kms_fields_seaorm::insert(db, kms, &mut model) (one transaction: INSERT, wrap, UPDATE), or give the record its id first",
+            <A::Model as KmsModel>::MODEL_NAME
+        )));
     }
     if insert && flow == SaveFlow::Prefetch && am.kms_record_id().is_none() {
         let ids = next_ids::<A::Model, C>(db, 1).await.map_err(to_db)?;
@@ -162,38 +125,4 @@ where
         }
     }
     Ok(am)
-}
-
-/// Call from `ActiveModelBehavior::after_save` (the after-insert flow's second half).
-pub async fn after_save<A, C>(
-    mut model: A::Model,
-    db: &C,
-    insert: bool,
-    kms: &Kms,
-) -> Result<A::Model, DbErr>
-where
-    A: KmsActiveModel,
-    A::Model: 'static,
-    C: ConnectionTrait,
-{
-    if !insert {
-        return Ok(model);
-    }
-    let key = (TypeId::of::<A::Model>(), fingerprint(&model));
-    let entry = PENDING.lock().map_err(|_| poisoned())?.remove(&key);
-    let Some((_, keys)) = entry else {
-        return Ok(model);
-    };
-    for (k, col) in keys {
-        *model.key_column_mut(k) = col;
-    }
-    model::seal_pending_keys(&mut model, kms)
-        .await
-        .map_err(to_db)?;
-    let (stmt, binds) = sql::key_columns(backend(db), &model).map_err(to_db)?;
-    execute(db, &stmt, binds).await.map_err(to_db)?;
-    for k in 0..<A::Model as KmsModel>::KEYS.len() {
-        model.key_column_mut(k).mark_saved();
-    }
-    Ok(model)
 }

@@ -6,6 +6,7 @@ pub mod attachments;
 pub mod hooks;
 mod key_column;
 pub mod migration;
+mod port;
 pub mod rotation;
 mod save;
 

@@ -41,7 +41,11 @@ pub type ContextFn<'a> = dyn Fn(u32) -> Result<Option<EncryptionContext>> + Send
 pub struct Kms {
     inner: Arc<Inner>,
     limiter: Option<Arc<crate::rate_limit::RateLimiter>>,
+    tx_deadline: std::time::Duration,
 }
+
+/// The default of [`Kms::with_transaction_deadline`].
+pub const DEFAULT_TRANSACTION_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 struct Inner {
     test: Arc<dyn Provider>,
@@ -143,6 +147,7 @@ impl KmsBuilder {
     pub fn build(self) -> Kms {
         Kms {
             limiter: None,
+            tx_deadline: DEFAULT_TRANSACTION_DEADLINE,
             inner: Arc::new(Inner {
                 test: self.test.unwrap_or_else(|| Arc::new(TestKey)),
                 local: self.local.unwrap_or_else(|| Arc::new(LocalKey::from_env())),
@@ -230,7 +235,34 @@ impl Kms {
         Kms {
             inner: self.inner.clone(),
             limiter: crate::rate_limit::RateLimiter::new(per_second).map(Arc::new),
+            tx_deadline: self.tx_deadline,
         }
+    }
+
+    /// The same `Kms` with another deadline for the KMS calls a save makes while it holds a
+    /// database transaction open (the after-insert flow of SQLite and MySQL; default
+    /// [`DEFAULT_TRANSACTION_DEADLINE`], 2 s). When the calls take longer, the transaction is
+    /// rolled back at once — another writer of the table never waits for a hanging KMS longer
+    /// than this — and the whole transaction is tried again (three times in all) when the
+    /// failure is retryable.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let kms = kms_fields::Kms::new().with_transaction_deadline(Duration::from_millis(500));
+    /// assert_eq!(kms.transaction_deadline(), Duration::from_millis(500));
+    /// ```
+    pub fn with_transaction_deadline(&self, deadline: std::time::Duration) -> Kms {
+        Kms {
+            inner: self.inner.clone(),
+            limiter: self.limiter.clone(),
+            tx_deadline: deadline,
+        }
+    }
+
+    /// The deadline of KMS calls inside a database transaction (see
+    /// [`with_transaction_deadline`](Self::with_transaction_deadline)).
+    pub fn transaction_deadline(&self) -> std::time::Duration {
+        self.tx_deadline
     }
 
     /// The blind-index master key named `name` (`None`: the default one), or a `Config` error

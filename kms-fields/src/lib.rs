@@ -25,6 +25,7 @@ pub mod migration;
 pub mod model;
 pub mod provider;
 mod rate_limit;
+pub mod save;
 pub mod sql;
 pub mod table;
 

@@ -104,12 +104,26 @@ pub fn ciphertext_value(v: StoredCiphertext<'_>) -> SqlValue {
     }
 }
 
-/// A statement under construction: `SET` items and their binds.
-/// An `UPDATE` under construction.
+/// Key `key` of `M`, or a `Config` error (never an out-of-range panic).
+pub fn key_def<M: KmsModel>(key: usize) -> Result<&'static crate::model::KeyDef> {
+    M::KEYS.get(key).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Config,
+            format!(
+                "{} has no key #{key} (it has {})",
+                M::MODEL_NAME,
+                M::KEYS.len()
+            ),
+        )
+    })
+}
+
+/// An `UPDATE … SET … WHERE id = ? [AND guards]` under construction.
 struct Update {
     b: BackendKind,
     sets: Vec<String>,
     binds: Vec<SqlValue>,
+    guards: Vec<(&'static str, Option<String>)>,
 }
 
 impl Update {
@@ -118,6 +132,7 @@ impl Update {
             b,
             sets: Vec::new(),
             binds: Vec::new(),
+            guards: Vec::new(),
         }
     }
     fn set(&mut self, column: &str, value: SqlValue) {
@@ -128,11 +143,11 @@ impl Update {
             self.b.placeholder(self.binds.len())
         ));
     }
-    fn finish<M: KmsModel>(
-        mut self,
-        model: &M,
-        guard: Option<(&str, Option<&str>)>,
-    ) -> Result<(String, Vec<SqlValue>)> {
+    /// Only update the row while `column` still holds `loaded` (NULL: `IS NULL`).
+    fn guard(&mut self, column: &'static str, loaded: Option<&str>) {
+        self.guards.push((column, loaded.map(str::to_owned)));
+    }
+    fn finish<M: KmsModel>(mut self, model: &M) -> Result<(String, Vec<SqlValue>)> {
         let b = self.b;
         self.binds.push(id_value(model)?);
         let mut sql = format!(
@@ -142,10 +157,10 @@ impl Update {
             b.quote(M::ID_COLUMN),
             b.placeholder(self.binds.len())
         );
-        if let Some((column, old)) = guard {
+        for (column, old) in std::mem::take(&mut self.guards) {
             match old {
                 Some(old) => {
-                    self.binds.push(SqlValue::Text(Some(old.to_owned())));
+                    self.binds.push(SqlValue::Text(Some(old)));
                     sql.push_str(&format!(
                         " AND {} = {}",
                         b.quote(column),
@@ -159,54 +174,63 @@ impl Update {
     }
 }
 
-/// `UPDATE t SET <key columns> [, updated_at = CURRENT_TIMESTAMP] WHERE id = ?`
-/// `UPDATE t SET <key columns> [, updated_at] WHERE id = ?`.
-pub fn key_columns<M: KmsModel>(b: BackendKind, model: &M) -> Result<(String, Vec<SqlValue>)> {
-    let mut u = Update::new(b);
-    for (k, def) in M::KEYS.iter().enumerate() {
-        u.set(
-            def.column,
-            SqlValue::Text(model.key_column(k).stored().map(str::to_owned)),
-        );
-    }
-    if let Some(col) = M::UPDATED_AT {
-        u.sets.push(format!("{} = CURRENT_TIMESTAMP", b.quote(col)));
-    }
-    u.finish(model, None)
+fn key_value(model: &impl KmsModel, key: usize) -> SqlValue {
+    SqlValue::Text(model.key_column(key).stored().map(str::to_owned))
 }
 
-/// `UPDATE t SET <key columns>, <ciphertext columns> WHERE id = ?`
-/// `UPDATE t SET <key and ciphertext columns> WHERE id = ?`.
+/// The second statement of the after-insert flow, in the INSERT's transaction:
+/// `UPDATE t SET <the keys in keys> WHERE id = ? AND <each of them> IS NULL`. No other column
+/// is touched (`updated_at` keeps the value the application inserted).
+pub fn after_insert_keys<M: KmsModel>(
+    b: BackendKind,
+    model: &M,
+    keys: &[usize],
+) -> Result<(String, Vec<SqlValue>)> {
+    let mut u = Update::new(b);
+    for &k in keys {
+        let def = key_def::<M>(k)?;
+        u.set(def.column, key_value(model, k));
+        u.guard(def.column, None);
+    }
+    u.finish(model)
+}
+
+/// `update_encrypted`'s statement: `UPDATE t SET <key columns that changed>, <ciphertexts>,
+/// <blind indexes> WHERE id = ? AND <every key column> = <its value when loaded>`. A key column
+/// whose data key did not change is not written (a concurrent re-wrap stands), and the guard
+/// makes a concurrent rotation or re-wrap a `Conflict` instead of ciphertexts under a data key
+/// the row no longer has.
 pub fn encrypted_columns<M: KmsModel>(
     b: BackendKind,
     model: &M,
 ) -> Result<(String, Vec<SqlValue>)> {
     let mut u = Update::new(b);
     for (k, def) in M::KEYS.iter().enumerate() {
-        u.set(
-            def.column,
-            SqlValue::Text(model.key_column(k).stored().map(str::to_owned)),
-        );
+        let col = model.key_column(k);
+        if col.stored() != col.loaded() {
+            u.set(def.column, key_value(model, k));
+        }
+        u.guard(def.column, col.loaded());
     }
     for (i, def) in M::ATTRIBUTES.iter().enumerate() {
         u.set(def.column, ciphertext_value(model.ciphertext(i).stored()));
     }
-    u.finish(model, None)
+    for (j, def) in M::BLIND_INDEXES.iter().enumerate() {
+        u.set(def.column, ciphertext_value(model.blind_index_column(j)));
+    }
+    u.finish(model)
 }
 
-/// `UPDATE t SET <key k's column and ciphertexts> WHERE id = ? AND <key column> = <loaded>`
-/// `UPDATE t SET <key k and its ciphertexts> WHERE id = ? AND <key column> = <loaded>`.
+/// `UPDATE t SET <key k and its ciphertexts> WHERE id = ? AND <key column> = <loaded>`
+/// (rotation and re-wrap of one key).
 pub fn one_key_guarded<M: KmsModel>(
     b: BackendKind,
     model: &M,
     key: usize,
 ) -> Result<(String, Vec<SqlValue>)> {
-    let def = &M::KEYS[key];
+    let def = key_def::<M>(key)?;
     let mut u = Update::new(b);
-    u.set(
-        def.column,
-        SqlValue::Text(model.key_column(key).stored().map(str::to_owned)),
-    );
+    u.set(def.column, key_value(model, key));
     for (i, a) in M::ATTRIBUTES
         .iter()
         .enumerate()
@@ -214,17 +238,38 @@ pub fn one_key_guarded<M: KmsModel>(
     {
         u.set(a.column, ciphertext_value(model.ciphertext(i).stored()));
     }
-    u.finish(model, Some((def.column, model.key_column(key).loaded())))
+    u.guard(def.column, model.key_column(key).loaded());
+    u.finish(model)
 }
 
 /// The `Conflict` error of a guarded update that matched no row.
-pub fn conflict<M: KmsModel>(key: usize) -> Error {
+pub fn conflict<M: KmsModel>(what: &str) -> Error {
     Error::new(
         ErrorKind::Conflict,
         format!(
-            "{} changed concurrently (its {} is not the value read): reload and retry",
+            "{} changed concurrently or is gone ({what} is not the value read): reload the record and retry",
             M::MODEL_NAME,
-            M::KEYS[key].column
         ),
     )
+}
+
+/// Postgres: `n` ids from the sequence of `M`'s id, in one query, as text in `kmsf_id`
+/// (`nextval` over `generate_series`; the sequence is `M::SEQUENCE` or
+/// `pg_get_serial_sequence(table, id)`).
+pub fn next_ids<M: KmsModel>(n: usize) -> Result<(String, Vec<SqlValue>)> {
+    let n = i64::try_from(n).map_err(|_| Error::new(ErrorKind::Config, "too many ids"))?;
+    Ok(match M::SEQUENCE {
+        Some(seq) => (
+            "SELECT nextval($1::regclass)::text AS kmsf_id FROM generate_series(1, $2)".into(),
+            vec![SqlValue::Text(Some(seq.to_owned())), SqlValue::Int(n)],
+        ),
+        None => (
+            "SELECT nextval(pg_get_serial_sequence($1, $2))::text AS kmsf_id FROM generate_series(1, $3)".into(),
+            vec![
+                SqlValue::Text(Some(table::<M>()?.to_owned())),
+                SqlValue::Text(Some(M::ID_COLUMN.to_owned())),
+                SqlValue::Int(n),
+            ],
+        ),
+    })
 }

@@ -23,7 +23,6 @@ pub struct Address {
     key(key_id = "insecure-test-key"),
     key(name = "phone", key_id = "insecure-test-key")
 )]
-#[kms(updated_at = updated_at)]
 pub struct User {
     #[diesel(deserialize_as = i32)]
     pub id: Option<i32>,
@@ -109,7 +108,7 @@ pub struct WriterUser {
 /// `User` with the after-insert flow forced (to run it on Postgres too).
 #[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, KmsEncrypted)]
 #[diesel(table_name = users)]
-#[kms(model_name = "User", save_flow = "after_insert", updated_at = updated_at)]
+#[kms(model_name = "User", save_flow = "after_insert")]
 #[kms(
     key(key_id = "insecure-test-key"),
     key(name = "phone", key_id = "insecure-test-key")

@@ -288,8 +288,25 @@ macro_rules! seaorm_suite {
                 m.set_email(kms, Some("hook@example.org")).await.unwrap();
                 m.set_phone(kms, Some("1")).await.unwrap();
                 assert_eq!(kms.stats().encrypts(), enc0, "assigning makes no KMS call");
-                // the hooks leave the unassigned id (0) to the database
-                let saved = m.into_active_model().insert(&db).await.unwrap();
+                let saved = if $flow == SaveFlow::AfterInsert {
+                    // the database assigns the id, so the key can only be wrapped after the
+                    // INSERT, and nothing secret may wait between the hooks: they refuse,
+                    // naming the call that does it in one transaction
+                    let before = hooked::Entity::find().count(&db).await.unwrap();
+                    let e = m.clone().into_active_model().insert(&db).await.unwrap_err();
+                    assert!(e.to_string().contains("kms_fields_seaorm::insert"), "{e}");
+                    assert_eq!(
+                        hooked::Entity::find().count(&db).await.unwrap(),
+                        before,
+                        "nothing written"
+                    );
+                    assert_eq!(kms.stats().encrypts(), enc0, "nothing wrapped");
+                    insert(&db, kms, &mut m).await.unwrap();
+                    m
+                } else {
+                    // the hooks leave the unassigned id (0) to the database
+                    m.into_active_model().insert(&db).await.unwrap()
+                };
                 assert_eq!(
                     (kms.stats().encrypts() - enc0, kms.stats().decrypts() - dec0),
                     (2, 0),
@@ -326,9 +343,14 @@ macro_rules! seaorm_suite {
                 let txn = db.begin().await.unwrap();
                 let mut m = hooked::Model::default();
                 m.set_email(kms, Some("gone@example.org")).await.unwrap();
-                let mut am = m.into_active_model();
-                am.id = sea_orm::NotSet;
-                let inside = am.insert(&txn).await.unwrap();
+                let inside = if $flow == SaveFlow::AfterInsert {
+                    insert(&txn, kms, &mut m).await.unwrap();
+                    m
+                } else {
+                    let mut am = m.into_active_model();
+                    am.id = sea_orm::NotSet;
+                    am.insert(&txn).await.unwrap()
+                };
                 assert!(
                     inside.encrypted_kms_key.stored().is_some(),
                     "the key was written inside the transaction"

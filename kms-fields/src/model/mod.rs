@@ -10,7 +10,6 @@ mod blind_index;
 mod ciphertext;
 mod key_column;
 mod ops;
-pub mod save;
 
 pub use blind_index::{
     bidx_bytes, bidx_text, blind_index_value, blind_index_value_async, blind_index_values,
@@ -127,8 +126,6 @@ pub trait KmsModel: Send + Sync {
     const SAVE_FLOW: SaveFlow;
     /// The Postgres sequence of the id, if set explicitly (default: `pg_get_serial_sequence`).
     const SEQUENCE: Option<&'static str>;
-    /// A column set to the current time when the key columns are updated after insert.
-    const UPDATED_AT: Option<&'static str>;
     /// The model's keys.
     const KEYS: &'static [KeyDef];
     /// The model's encrypted attributes.
@@ -144,6 +141,14 @@ pub trait KmsModel: Send + Sync {
             ErrorKind::Config,
             format!("{} has no blind index #{bidx}", Self::MODEL_NAME),
         ))
+    }
+
+    /// The stored value of blind index `bidx`'s column on this record (a position in
+    /// [`BLIND_INDEXES`](Self::BLIND_INDEXES)): what [`crate::save::update_encrypted`] writes
+    /// beside the ciphertexts, so a changed attribute never leaves a stale index.
+    fn blind_index_column(&self, bidx: usize) -> StoredCiphertext<'_> {
+        let _ = bidx;
+        StoredCiphertext::Text(None)
     }
 
     /// The key spec of key `key`.
@@ -200,9 +205,6 @@ pub trait KmsActiveModel: Send + Sync {
     /// Leave an unassigned integer id (0, or `None`) to the database: the field becomes
     /// `NotSet`.
     fn kms_unset_unassigned_id(&mut self) {}
-    /// The ciphertext columns' values, concatenated (identifies a new record between the
-    /// before- and after-save hooks: ciphertexts carry random nonces).
-    fn kms_fingerprint(&self) -> Vec<u8>;
 }
 
 /// `{"model_name": name, "model_id": id}`, or `MissingId` when the id is not known yet.

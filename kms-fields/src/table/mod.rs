@@ -216,8 +216,12 @@ pub struct Summary {
     pub skipped: u64,
     /// Retried conflicts.
     pub conflicts: u64,
-    /// Rows left as they were, with the reason.
+    /// Rows left as they were, with the reason (one per row).
     pub errors: Vec<RowError>,
+    /// Rows still not on the current version when the run ended (a rotation: the rows with
+    /// errors, rows a `max_batches` run did not reach, rows concurrent writers kept taking
+    /// back). `0` means the table is done; anything else means run again.
+    pub remaining: u64,
     /// Wall time.
     pub elapsed: Duration,
 }

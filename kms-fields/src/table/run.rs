@@ -121,38 +121,78 @@ pub async fn rotate_table<D: TableDb + ?Sized>(
     let filter = statements::not_current(b, t);
     let total = db.count(&statements::count(b, t, &filter)).await?;
     let mut summary = Summary::default();
-    let mut after: Option<String> = None;
     let mut batches = 0;
-    while opts.max_batches.is_none_or(|m| batches < m) {
-        batches += 1;
-        let select = statements::select_batch(
-            b,
-            t,
-            &filter,
-            after.as_deref(),
-            opts.batch_size.max(1),
-            true,
-            &[],
-        );
-        let batch = Batch {
-            kms: &kms,
-            t,
-            opts: &opts,
-        };
-        let last = if b == BackendKind::Postgres {
-            // the batch's rows stay locked (FOR UPDATE SKIP LOCKED) until it is written
-            db.begin().await?;
-            let result = batch.run(db, select, &mut summary).await;
-            finish(db, result).await?
-        } else {
-            batch.run(db, select, &mut summary).await?
-        };
-        let Some(last) = last else { break };
-        after = Some(last);
-        report(&mut opts, &summary, total, started);
+    // A pass walks the table by primary key once. Rows a pass could not take — locked by a
+    // concurrent writer (`SKIP LOCKED`), or written between its batches — are still on an old
+    // version afterwards: walk again until none are left, or a pass moves none of them.
+    let mut pass = 0;
+    'passes: loop {
+        pass += 1;
+        let done_before = summary.done + summary.skipped;
+        let mut after: Option<String> = None;
+        loop {
+            if opts.max_batches.is_some_and(|m| batches >= m) {
+                break 'passes;
+            }
+            batches += 1;
+            let select = statements::select_batch(
+                b,
+                t,
+                &filter,
+                after.as_deref(),
+                opts.batch_size.max(1),
+                true,
+                &[],
+            );
+            let batch = Batch {
+                kms: &kms,
+                t,
+                opts: &opts,
+            };
+            let last = if b == BackendKind::Postgres {
+                // the batch's rows stay locked (FOR UPDATE SKIP LOCKED) until it is written
+                db.begin().await?;
+                let result = batch.run(db, select, &mut summary).await;
+                finish(db, result).await?
+            } else {
+                batch.run(db, select, &mut summary).await?
+            };
+            let Some(last) = last else { break };
+            after = Some(last);
+            report(&mut opts, &summary, total, started);
+        }
+        summary.remaining = db.count(&statements::count(b, t, &filter)).await?;
+        let failed = distinct_errors(&mut summary.errors);
+        let progressed = summary.done + summary.skipped > done_before;
+        if summary.remaining <= failed || !progressed || pass >= MAX_PASSES {
+            break;
+        }
+        tracing::debug!(target: "kms_fields::table", table = %t.table, pass, remaining = summary.remaining, "rows left on old versions: another pass");
     }
+    summary.remaining = db.count(&statements::count(b, t, &filter)).await?;
+    distinct_errors(&mut summary.errors);
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// Passes of [`rotate_table`] over the table, at most.
+const MAX_PASSES: usize = 5;
+
+/// Keep one error per row (the last), in first-seen order; returns their number.
+fn distinct_errors(errors: &mut Vec<RowError>) -> u64 {
+    let mut seen = std::collections::HashMap::new();
+    let mut out: Vec<RowError> = Vec::with_capacity(errors.len());
+    for e in errors.drain(..) {
+        match seen.get(&e.id) {
+            Some(&i) => out[i] = e,
+            None => {
+                seen.insert(e.id.clone(), out.len());
+                out.push(e);
+            }
+        }
+    }
+    *errors = out;
+    errors.len() as u64
 }
 
 /// One batch of a rotation.

@@ -1,9 +1,7 @@
-//! Save-flow helpers shared by the ORM crates: which flow an insert uses, and keeping a
-//! model's keys intact when a save fails.
+//! Which flow an insert uses.
 
-use super::{IdKind, KmsModel};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{KeyColumn, SaveFlow};
+use crate::model::{IdKind, KmsModel, SaveFlow};
 use crate::sql::BackendKind;
 
 /// The save flow for `model` on `backend`: the model's `save_flow` if not `auto`; `Eager`
@@ -35,30 +33,6 @@ pub fn plan<M: KmsModel>(backend: BackendKind, model: &M) -> Result<SaveFlow> {
         ));
     }
     Ok(flow)
-}
-
-/// The key columns, to restore after a failed save.
-pub fn key_snapshot<M: KmsModel>(model: &M) -> Vec<KeyColumn> {
-    (0..M::KEYS.len())
-        .map(|k| model.key_column(k).clone())
-        .collect()
-}
-
-/// Put the key columns back (and forget a rolled-back id).
-pub fn restore<M: KmsModel>(model: &mut M, snapshot: Vec<KeyColumn>, had_id: bool) {
-    for (k, col) in snapshot.into_iter().enumerate() {
-        *model.key_column_mut(k) = col;
-    }
-    if !had_id {
-        model.clear_record_id();
-    }
-}
-
-/// After a successful write: every key column is what the database holds.
-pub fn mark_saved<M: KmsModel>(model: &mut M) {
-    for k in 0..M::KEYS.len() {
-        model.key_column_mut(k).mark_saved();
-    }
 }
 
 /// Whether a new data key waits to be wrapped.
