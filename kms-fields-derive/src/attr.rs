@@ -10,7 +10,7 @@ use crate::ctxt::Ctxt;
 
 pub const STRUCT_KEYS: &str =
     "model_name, table, id, lockbox, save_flow, sequence, crate, key(...), seaorm_hooks";
-pub const KEY_KEYS: &str = "name, key_id, key_id_env, key_id_fn, version, previous(N = \"key id\", ...), context, spec, column, upgrade_context";
+pub const KEY_KEYS: &str = "name, key_id, key_id_env, key_id_fn, version, previous(N = \"key id\", ...), context, spec, column, upgrade_context, attachments";
 pub const FIELD_KEYS: &str = "encrypted, key, attr, binary, serde, codec, associated_data, padding, kms_rails, blind_index(...), id";
 pub const BIDX_KEYS: &str =
     "column, expression, size, slow, cost(t = N, m = N), algorithm, iterations, master_key, unique";
@@ -43,6 +43,8 @@ pub struct KeyAttr {
     pub spec: Option<Path>,
     pub column: Option<LitStr>,
     pub upgrade_context: bool,
+    /// The key also encrypts files (attachments): a plain rotation is refused.
+    pub attachments: bool,
 }
 
 #[derive(Default)]
@@ -201,6 +203,7 @@ fn parse_key(cx: &Ctxt, outer: &ParseNestedMeta<'_>) -> syn::Result<KeyAttr> {
         spec: None,
         column: None,
         upgrade_context: false,
+        attachments: false,
     };
     if !outer.input.peek(syn::token::Paren) {
         return Ok(k);
@@ -238,6 +241,8 @@ fn parse_key(cx: &Ctxt, outer: &ParseNestedMeta<'_>) -> syn::Result<KeyAttr> {
             set_once(cx, &mut k.column, v, &meta, "column");
         } else if p.is_ident("upgrade_context") {
             k.upgrade_context = true;
+        } else if p.is_ident("attachments") {
+            k.attachments = true;
         } else {
             return Err(unknown(&meta, KEY_KEYS, r#"#[kms(key(name = "phone", key_id = "alias/phone", version = 2, previous(1 = "alias/old")))]"#));
         }

@@ -49,7 +49,8 @@ fn generate(m: &Model) -> TokenStream {
         let name = opt_str(&k.name);
         let method = &k.method;
         let column = &k.column;
-        quote!(#krate::KeyDef { name: #name, method: #method, column: #column })
+        let attachments = k.attachments;
+        quote!(#krate::KeyDef { name: #name, method: #method, column: #column, attachments: #attachments })
     });
     let attr_defs = m.attrs.iter().map(|a| {
         let name = &a.name;
@@ -246,10 +247,20 @@ fn generate(m: &Model) -> TokenStream {
             };
             quote!(#pat => &mut self.#f)
         });
-        (
-            quote!(match attr { #(#arms,)* }),
-            quote!(match attr { #(#arms_mut,)* }),
-        )
+        if m.attrs.is_empty() {
+            // a model whose keys only protect files: ATTRIBUTES is empty, so the core never
+            // asks for a ciphertext column
+            let msg = format!("{} has no encrypted attribute", m.model_name);
+            (
+                quote!(::core::unreachable!("{} #{}", #msg, attr)),
+                quote!(::core::unreachable!("{} #{}", #msg, attr)),
+            )
+        } else {
+            (
+                quote!(match attr { #(#arms,)* }),
+                quote!(match attr { #(#arms_mut,)* }),
+            )
+        }
     };
 
     // custom contexts and per-record key ids

@@ -57,6 +57,7 @@ pub struct Key {
     pub spec: TokenStream,
     pub context: Option<Path>,
     pub key_id_fn: Option<Path>,
+    pub attachments: bool,
 }
 
 pub struct Attr {
@@ -248,6 +249,7 @@ pub fn build(cx: &Ctxt, input: &DeriveInput) -> Option<Model> {
             spec: None,
             column: None,
             upgrade_context: false,
+            attachments: false,
         });
     }
     let declared: Vec<String> = key_attrs
@@ -452,10 +454,10 @@ pub fn build(cx: &Ctxt, input: &DeriveInput) -> Option<Model> {
                 "a blind index's key is derived from the table name: give it with #[diesel(table_name = ...)], #[sea_orm(table_name = \"...\")] or #[kms(table = \"...\")]",
             ));
     }
-    if parsed.iter().all(|(_, a)| a.encrypted.is_none()) {
+    if parsed.iter().all(|(_, a)| a.encrypted.is_none()) && !keys.iter().any(|k| k.attachments) {
         cx.error_spanned_by(
             &input.ident,
-            "#[derive(KmsEncrypted)] found no encrypted attribute: mark the ciphertext columns with #[kms(encrypted)]\n  = help: the correct format looks like #[kms(encrypted)] pub email_enc: Option<String>",
+            "#[derive(KmsEncrypted)] found no encrypted attribute: mark the ciphertext columns with #[kms(encrypted)] (a key that only encrypts files says so: key(..., attachments))\n  = help: the correct format looks like #[kms(encrypted)] pub email_enc: Option<String>",
         );
     }
     if id.is_none() && keys.iter().any(|k| k.context.is_none()) {
@@ -721,5 +723,6 @@ fn build_key(
         spec,
         context: k.context.clone(),
         key_id_fn: k.key_id_fn.clone(),
+        attachments: k.attachments,
     })
 }

@@ -300,3 +300,141 @@ async fn seaorm_full_rotation_with_attachments() {
         .unwrap();
     assert_eq!(s.bytes().await.unwrap().to_vec(), contract());
 }
+
+/// `User` whose phone key encrypts files only (`key(..., attachments)`): no attribute uses it.
+#[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, kms_fields::KmsEncrypted)]
+#[diesel(table_name = users)]
+#[kms(model_name = "User")]
+#[kms(
+    key(key_id = "insecure-test-key"),
+    key(name = "phone", key_id = "insecure-test-key", attachments)
+)]
+struct FileUser {
+    #[diesel(deserialize_as = i32)]
+    id: Option<i32>,
+    #[kms(encrypted)]
+    email_enc: Option<String>,
+    encrypted_kms_key: kms_fields_diesel::KmsKey,
+    encrypted_kms_key_phone: kms_fields_diesel::KmsKey,
+}
+
+/// A model with no encrypted attribute at all: its only key protects files.
+#[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, kms_fields::KmsEncrypted)]
+#[diesel(table_name = users)]
+#[kms(model_name = "User", key(key_id = "insecure-test-key", attachments))]
+struct FilesOnly {
+    #[diesel(deserialize_as = i32)]
+    id: Option<i32>,
+    encrypted_kms_key: kms_fields_diesel::KmsKey,
+}
+
+/// Defect: a plain `rotate_kms_key` of a key that also encrypts files returned Ok and the files
+/// could no longer be opened. Now it refuses, naming the attachment-aware rotation, and so does
+/// a `NewDataKey` table rotation; the attachment-aware rotation and re-wraps work.
+#[test]
+fn a_key_that_encrypts_files_refuses_a_plain_rotation() {
+    let (_g, mut conn) = SqliteDb::new();
+    let (_dir, raw) = local_store();
+    let store = AttachmentStore::new(raw);
+    let kms = Kms::new();
+    let mut u = FileUser::default();
+    u.set_email_blocking(&kms, Some("ada@example.org")).unwrap();
+    let key = blocking::run(record::key_for_write(&mut u, &kms, 1, "contract")).unwrap();
+    kms_fields_diesel::insert(&mut conn, &kms, users::table, &mut u).unwrap();
+    let path = Path::from(format!("users/{}/contract.pdf", u.id.unwrap()));
+    blocking::run(store.put_bytes(&path, &key, contract())).unwrap();
+    let open = |m: &FileUser| -> kms_fields::Result<Vec<u8>> {
+        blocking::run(async {
+            let s = record::open(m, &Kms::new(), 1, &store, "contract", &path).await?;
+            Ok(s.bytes().await?.to_vec())
+        })
+    };
+
+    let before = u.encrypted_kms_key_phone.stored().map(str::to_owned);
+    let e = kms_fields_diesel::rotate_kms_key(&mut conn, &kms, &mut u, 1).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(
+        e.to_string().contains("rotate_kms_key_with_attachments"),
+        "{e}"
+    );
+    assert_eq!(
+        u.encrypted_kms_key_phone.stored().map(str::to_owned),
+        before
+    );
+    let row: FileUser = users::table
+        .find(u.id.unwrap())
+        .select(FileUser::as_select())
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(open(&row).unwrap(), contract(), "the file still opens");
+
+    let spec = kms_fields::table::TableSpec::of_model::<FileUser>(1).unwrap();
+    let e = kms_fields_diesel::rotation::rotate_table(
+        &mut conn,
+        &kms,
+        &spec,
+        kms_fields_diesel::rotation::TableOptions {
+            mode: kms_fields_diesel::rotation::RotationMode::NewDataKey,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+
+    // the other key encrypts no file: its plain rotation works
+    kms_fields_diesel::rotate_kms_key(&mut conn, &kms, &mut u, 0).unwrap();
+    // the attachment-aware rotation re-encrypts the file under the new key
+    let mut row: FileUser = users::table
+        .find(u.id.unwrap())
+        .select(FileUser::as_select())
+        .first(&mut conn)
+        .unwrap();
+    kms_fields_diesel::attachments::rotate_kms_key_with_attachments(
+        &mut conn,
+        &kms,
+        &mut row,
+        1,
+        &store,
+        &[("contract", path.clone())],
+    )
+    .unwrap();
+    let row: FileUser = users::table
+        .find(u.id.unwrap())
+        .select(FileUser::as_select())
+        .first(&mut conn)
+        .unwrap();
+    assert_ne!(
+        row.encrypted_kms_key_phone.stored().map(str::to_owned),
+        before
+    );
+    assert_eq!(open(&row).unwrap(), contract());
+    assert_eq!(
+        row.email_blocking(&Kms::new()).unwrap().as_deref(),
+        Some("ada@example.org")
+    );
+}
+
+/// A model whose only key protects files derives, saves and opens its file.
+#[test]
+fn a_model_with_only_file_keys() {
+    let (_g, mut conn) = SqliteDb::new();
+    let (_dir, raw) = local_store();
+    let store = AttachmentStore::new(raw);
+    let kms = Kms::new();
+    let mut f = FilesOnly::default();
+    let key = blocking::run(record::key_for_write(&mut f, &kms, 0, "scan")).unwrap();
+    kms_fields_diesel::insert(&mut conn, &kms, users::table, &mut f).unwrap();
+    let path = Path::from(format!("users/{}/scan.png", f.id.unwrap()));
+    blocking::run(store.put_bytes(&path, &key, contract())).unwrap();
+    let row: FilesOnly = users::table
+        .find(f.id.unwrap())
+        .select(FilesOnly::as_select())
+        .first(&mut conn)
+        .unwrap();
+    let got = blocking::run(async {
+        let s = record::open(&row, &Kms::new(), 0, &store, "scan", &path).await?;
+        Ok::<_, kms_fields::Error>(s.bytes().await?.to_vec())
+    })
+    .unwrap();
+    assert_eq!(got, contract());
+}

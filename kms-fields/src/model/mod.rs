@@ -34,6 +34,10 @@ pub struct KeyDef {
     pub method: &'static str,
     /// The key column (`encrypted_kms_key` / `encrypted_kms_key_<name>`).
     pub column: &'static str,
+    /// The key also encrypts files (`key(..., attachments)`): a rotation must re-encrypt them,
+    /// so the plain `rotate_kms_key` and a `NewDataKey` table rotation refuse it (kms_encrypted:
+    /// "Can't rotate key used for encrypted files"); re-wraps keep the data key and are fine.
+    pub attachments: bool,
 }
 
 /// One encrypted attribute of a model.

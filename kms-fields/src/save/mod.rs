@@ -381,7 +381,17 @@ where
     M: KmsModel,
     P: TableDb + ?Sized,
 {
-    sql::key_def::<M>(key)?;
+    let def = sql::key_def::<M>(key)?;
+    if def.attachments {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "{} {}: this key also encrypts files, which a plain rotation would leave unreadable: rotate it with rotate_kms_key_with_attachments (feature `attachments`), or re-wrap it (rewrap_kms_key keeps the data key)",
+                M::MODEL_NAME,
+                def.method
+            ),
+        ));
+    }
     let snapshot = Snapshot::take(model);
     // the key's ciphertexts, to put back if the new key can't be saved (rotate_key only
     // rewrites them after every one of them decrypted, so they read as valid here)

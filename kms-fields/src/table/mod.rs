@@ -86,6 +86,9 @@ pub struct TableSpec {
     pub spec: KeySpec,
     /// The attributes encrypted under this key (needed by `NewDataKey` and backfill).
     pub attributes: Vec<AttrSpec>,
+    /// The key also encrypts files: a [`RotationMode::NewDataKey`] rotation is refused (it
+    /// would leave them unreadable); a re-wrap is fine.
+    pub encrypts_files: bool,
 }
 
 impl TableSpec {
@@ -112,6 +115,7 @@ impl TableSpec {
             key_column: key_column.into(),
             spec,
             attributes: Vec::new(),
+            encrypts_files: false,
         }
     }
 
@@ -158,6 +162,7 @@ impl TableSpec {
                     padding: a.padding,
                 })
                 .collect(),
+            encrypts_files: def.attachments,
         })
     }
 

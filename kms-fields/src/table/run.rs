@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::compute::{NewValues, backfill_row, for_each_row, rotate_row};
 use super::statements::{self, Statement};
-use super::{Progress, RowError, Summary, TableOptions, TableSpec};
+use super::{Progress, RotationMode, RowError, Summary, TableOptions, TableSpec};
 use crate::envelope::StoredKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kms::Kms;
@@ -115,6 +115,15 @@ pub async fn rotate_table<D: TableDb + ?Sized>(
     t: &TableSpec,
     mut opts: TableOptions<'_>,
 ) -> Result<Summary> {
+    if t.encrypts_files && opts.mode == RotationMode::NewDataKey {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "{}.{}: this key also encrypts files, which new data keys would leave unreadable: re-wrap the table (RotationMode::Rewrap) or rotate each record with rotate_kms_key_with_attachments",
+                t.table, t.key_column
+            ),
+        ));
+    }
     let started = Instant::now();
     let b = db.backend();
     let kms = run_kms(kms, &opts);
