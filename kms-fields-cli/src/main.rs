@@ -138,7 +138,7 @@ struct Rewrap {
     /// KMS requests per second, at most.
     #[arg(long)]
     rate: Option<f64>,
-    /// Stop after this many batches.
+    /// Stop after this many batches (a slice of the work; the run exits 1 while rows remain).
     #[arg(long)]
     max_batches: Option<usize>,
     /// No progress bar.

@@ -438,3 +438,30 @@ fn context_hash_against_the_vault_standin() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("VAULT_ADDR"));
 }
+
+/// A run that leaves rows on older versions (here: stopped by `--max-batches`) says how many
+/// and exits 1 — a maintenance script can't mistake it for done; the next run finishes.
+#[test]
+fn rewrap_exits_1_while_rows_remain_on_older_versions() {
+    let (db, mut conn) = SqliteDb::new();
+    seed_users(&mut conn, 12);
+    let url = db.url();
+    let o = cli()
+        .args(rewrap_args(&url))
+        .args(["--batch", "5", "--max-batches", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("7 rows are not on v2 yet"),
+        "{}",
+        text(&o)
+    );
+    let o = cli().args(rewrap_args(&url)).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("0 rows still on older versions"),
+        "{}",
+        text(&o)
+    );
+}

@@ -321,6 +321,30 @@ mod seaorm {
                     .await
                     .unwrap();
                 assert_eq!(n, 2);
+
+                // update_encrypted writes the new index: the new address finds the record,
+                // the old one finds nothing and is free again
+                let mut ada = found;
+                ada.set_email(&kms, Some("ada@new.example.org"))
+                    .await
+                    .unwrap();
+                kms_fields_seaorm::update_encrypted(&db, &kms, &mut ada)
+                    .await
+                    .unwrap();
+                let by = |email: &'static str| {
+                    let (kms, db) = (&kms, &db);
+                    async move {
+                        let b = person::Model::email_bidx_async(kms, email).await.unwrap();
+                        person::Entity::find()
+                            .filter(person::Column::EmailBidx.eq(b))
+                            .count(db)
+                            .await
+                            .unwrap()
+                    }
+                };
+                assert_eq!(by("ADA@new.example.org").await, 1);
+                assert_eq!(by("ada@example.org").await, 0, "no stale index");
+                save(&db, &kms, "ada@example.org").await.unwrap();
             }
         };
     }

@@ -178,3 +178,66 @@ async fn forced_after_insert_flow_in_a_transaction() {
     assert_eq!(before, after, "no half-written row");
     assert!(bad.id.is_none() && bad.encrypted_kms_key.is_pending());
 }
+
+/// diesel-async has what sync Diesel has: `insert_many` (one `nextval` query, one multi-row
+/// `INSERT`), `rotate_table` and `key_versions`, and `update_encrypted` keeps blind indexes.
+#[tokio::test(flavor = "multi_thread")]
+async fn insert_many_and_rotate_table_without_blocking() {
+    use kms_fields::table::{RotationMode, TableOptions, TableSpec};
+    use kms_fields_tests::models::UserV2;
+    let (db, _sync) = PgDb::new();
+    let mut conn = connect(&db).await;
+    let kms = Kms::new();
+    let mut batch = Vec::new();
+    for i in 0..20 {
+        let mut u = User::default();
+        u.set_email(&kms, Some(&format!("a{i}@example.org")))
+            .await
+            .unwrap();
+        batch.push(u);
+    }
+    assert_eq!(
+        async_pg::insert_many(&mut conn, &kms, users::table, &mut batch, 8)
+            .await
+            .unwrap(),
+        SaveFlow::Prefetch
+    );
+    assert!(batch.iter().all(|u| u.id.is_some()));
+    assert_eq!(
+        async_pg::key_versions(&mut conn, "users", "encrypted_kms_key")
+            .await
+            .unwrap(),
+        vec![("v1:".to_owned(), 20)]
+    );
+    let spec = TableSpec::of_model::<UserV2>(0).unwrap();
+    let s = async_pg::rotate_table(
+        &mut conn,
+        &kms,
+        &spec,
+        TableOptions {
+            mode: RotationMode::Rewrap,
+            batch_size: 7,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((s.done, s.remaining), (20, 0));
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(
+        async_pg::key_versions(&mut conn, "users", "encrypted_kms_key")
+            .await
+            .unwrap(),
+        vec![("v2:".to_owned(), 20)]
+    );
+    let rows: Vec<UserV2> = users::table
+        .order(users::id)
+        .select(UserV2::as_select())
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows[3].email(&Kms::new()).await.unwrap().as_deref(),
+        Some("a3@example.org")
+    );
+}
