@@ -105,7 +105,7 @@ pub fn ciphertext_value(v: StoredCiphertext<'_>) -> SqlValue {
 }
 
 /// Key `key` of `M`, or a `Config` error (never an out-of-range panic).
-pub fn key_def<M: KmsModel>(key: usize) -> Result<&'static crate::model::KeyDef> {
+pub fn key_def<M: KmsModel + ?Sized>(key: usize) -> Result<&'static crate::model::KeyDef> {
     M::KEYS.get(key).ok_or_else(|| {
         Error::new(
             ErrorKind::Config,
@@ -113,6 +113,20 @@ pub fn key_def<M: KmsModel>(key: usize) -> Result<&'static crate::model::KeyDef>
                 "{} has no key #{key} (it has {})",
                 M::MODEL_NAME,
                 M::KEYS.len()
+            ),
+        )
+    })
+}
+
+/// Attribute `attr` of `M`, or a `Config` error (never an out-of-range panic).
+pub fn attr_def<M: KmsModel + ?Sized>(attr: usize) -> Result<&'static crate::model::AttrDef> {
+    M::ATTRIBUTES.get(attr).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Config,
+            format!(
+                "{} has no encrypted attribute #{attr} (it has {})",
+                M::MODEL_NAME,
+                M::ATTRIBUTES.len()
             ),
         )
     })

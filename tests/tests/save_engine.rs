@@ -436,3 +436,30 @@ fn sqlite_a_kms_that_never_answers_fails_the_save_and_frees_the_database() {
     assert_eq!(n, 1, "only the other writer's row");
     drop(conn);
 }
+
+/// Defect: an out-of-range key position silently picked the last key, or panicked indexing
+/// `M::KEYS`. Every entry point now answers `Config`, and the record is untouched.
+#[test]
+fn an_unknown_key_position_is_a_typed_error() {
+    let (_g, mut conn) = SqliteDb::new();
+    let kms = Kms::new();
+    let mut u = new_user(&kms);
+    insert(&mut conn, &kms, users::table, &mut u).unwrap();
+    let before = u.encrypted_kms_key_phone.stored().map(str::to_owned);
+    let e = kms_fields_diesel::rotate_kms_key(&mut conn, &kms, &mut u, 2).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    let e = rewrap_kms_key(&mut conn, &kms, &mut u, 2).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    let e = kms_fields_diesel::update_key_columns(&mut conn, &mut u, 2).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    let e = kms_fields::blocking::run(kms_fields::model::rotate_key(&mut u, &kms, 9)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert_eq!(
+        u.encrypted_kms_key_phone.stored().map(str::to_owned),
+        before
+    );
+    assert_eq!(
+        u.phone_blocking(&Kms::new()).unwrap().as_deref(),
+        Some("555-0100")
+    );
+}

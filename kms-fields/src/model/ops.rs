@@ -16,6 +16,7 @@ pub async fn data_key<'m, M: KmsModel + ?Sized>(
     kms: &Kms,
     key: usize,
 ) -> Result<Option<&'m DataKey>> {
+    crate::sql::key_def::<M>(key)?;
     let column = m.key_column(key);
     if let Some(k) = column.cached_key() {
         return Ok(Some(k));
@@ -49,7 +50,7 @@ fn keyless<M: KmsModel + ?Sized>(m: &M, key: usize) -> bool {
 /// Decrypt attribute `attr` to its plaintext bytes (native format, or a kms_rails envelope
 /// while the record's key column is NULL).
 async fn decrypt_raw<M: KmsModel + ?Sized>(m: &M, kms: &Kms, attr: usize) -> Result<Plain> {
-    let def = &M::ATTRIBUTES[attr];
+    let def = crate::sql::attr_def::<M>(attr)?;
     let column = m.ciphertext(attr);
     if column.is_empty_value() {
         return Ok(Plain::Empty);
@@ -150,7 +151,7 @@ pub async fn write_attribute<M: KmsModel + ?Sized, C: Codec>(
     attr: usize,
     value: Option<&C::Input>,
 ) -> Result<()> {
-    let def = &M::ATTRIBUTES[attr];
+    let def = crate::sql::attr_def::<M>(attr)?;
     let Some(value) = value else {
         m.ciphertext_mut(attr).write(None);
         return Ok(());
@@ -182,6 +183,7 @@ pub async fn unlock<M: KmsModel + ?Sized>(m: &M, kms: &Kms) -> Result<()> {
 /// data key, encrypt them again. The key is pending until [`seal_pending_keys`] or the save
 /// flow wraps it.
 pub async fn rotate_key<M: KmsModel + ?Sized>(m: &mut M, kms: &Kms, key: usize) -> Result<()> {
+    crate::sql::key_def::<M>(key)?;
     let attrs: Vec<usize> = (0..M::ATTRIBUTES.len())
         .filter(|&i| M::ATTRIBUTES[i].key == key)
         .collect();
@@ -249,6 +251,7 @@ pub async fn seal_pending_keys<M: KmsModel + ?Sized>(m: &mut M, kms: &Kms) -> Re
 /// the ciphertexts (AWS ReEncrypt / Vault rewrap when possible, else unwrap + wrap).
 /// Returns `false` when the column is NULL or already at the current version.
 pub async fn rewrap_key<M: KmsModel + ?Sized>(m: &mut M, kms: &Kms, key: usize) -> Result<bool> {
+    crate::sql::key_def::<M>(key)?;
     let spec = M::key_spec(key);
     let column = m.key_column(key);
     let Some(stored) = column.stored() else {
