@@ -77,15 +77,20 @@ pub enum NonDerivedKeys {
 impl NonDerivedKeys {
     /// From `KMS_FIELDS_VAULT_NON_DERIVED` (`refuse`, the default, or `warn`).
     pub fn from_env() -> Result<Self> {
-        match std::env::var("KMS_FIELDS_VAULT_NON_DERIVED") {
-            Err(_) => Ok(Self::Refuse),
-            Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
-                "" | "refuse" => Ok(Self::Refuse),
-                "warn" => Ok(Self::Warn),
-                other => Err(Error::config(format!(
-                    "KMS_FIELDS_VAULT_NON_DERIVED must be refuse or warn, got {other:?}"
-                ))),
-            },
+        Self::parse(
+            std::env::var("KMS_FIELDS_VAULT_NON_DERIVED")
+                .ok()
+                .as_deref(),
+        )
+    }
+
+    fn parse(value: Option<&str>) -> Result<Self> {
+        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("" | "refuse") => Ok(Self::Refuse),
+            Some("warn") => Ok(Self::Warn),
+            Some(other) => Err(Error::config(format!(
+                "KMS_FIELDS_VAULT_NON_DERIVED must be refuse or warn, got {other:?}"
+            ))),
         }
     }
 }
@@ -728,5 +733,35 @@ mod tests {
         let e = map_status("encrypt", "vault/k", 503, vec!["Vault is sealed".into()]);
         assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::Provider, true));
         assert!(VaultProvider::connect("not a url", "t", None).is_err());
+    }
+
+    #[test]
+    fn non_derived_setting_and_batch_refusals() {
+        assert_eq!(NonDerivedKeys::parse(None).unwrap(), NonDerivedKeys::Refuse);
+        assert_eq!(
+            NonDerivedKeys::parse(Some(" Warn ")).unwrap(),
+            NonDerivedKeys::Warn
+        );
+        assert_eq!(
+            NonDerivedKeys::parse(Some("refuse")).unwrap(),
+            NonDerivedKeys::Refuse
+        );
+        assert_eq!(
+            NonDerivedKeys::parse(Some("off")).unwrap_err().kind(),
+            ErrorKind::Config
+        );
+        // OpenBao 2.7.2's answer to a batch of 250 (plaintext, context) items
+        let refused = vec![
+            "refused JSON input due to high complexity: exceeded maximum number of strings".into(),
+        ];
+        assert!(too_complex(400, &refused));
+        assert!(too_complex(413, &[]));
+        assert!(!too_complex(
+            400,
+            &["cipher: message authentication failed".into()]
+        ));
+        let p = VaultProvider::connect("http://127.0.0.1:9", "t", None).unwrap();
+        assert_eq!(p.max_batch(), BATCH_SIZE);
+        assert_eq!(p.batch_size(0).max_batch(), 1);
     }
 }
