@@ -4,6 +4,7 @@
 //! counted and inspected in the server's own audit log.
 //!
 //! Without `KMS_FIELDS_VAULT_URL` (outside CI) every test here is ignored with that reason.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use diesel::prelude::*;
 use kms_fields::provider::vault::{BATCH_SIZE, NonDerivedKeys, VaultProvider};
