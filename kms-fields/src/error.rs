@@ -26,6 +26,10 @@ pub enum ErrorKind {
     AccessDenied,
     /// The master key exists but cannot be used: disabled, pending deletion, not found.
     KeyUnusable,
+    /// A Vault / OpenBao transit key that is not `derived`: the server silently ignores the
+    /// encryption context on such a key, so a key column copied to another record would open
+    /// there. Refused (before any wrap or unwrap) unless the provider is configured to warn.
+    KeyNotDerived,
     /// Any other provider failure (network, throttling, server error). See [`Error::is_retryable`].
     Provider,
     /// A stored value (key column, ciphertext, sealed payload) is malformed.

@@ -15,8 +15,11 @@ pub mod readme {}
 
 pub mod db;
 pub mod models;
+pub mod openbao;
 pub mod schema;
 pub mod sea;
+
+pub use openbao::{vault_post, vault_provider, vault_url};
 
 /// The Python used for the independent decoders and producers (`tests/scripts/*.py`): the
 /// venv of scripts/test.sh (`KMS_FIELDS_PYTHON`), else `.venv/bin/python`, else `python3`.
@@ -305,120 +308,6 @@ where
         start = end;
     }
     ids
-}
-
-/// The Vault transit stand-in (tests/standins/vault_transit.py) started by scripts/test.sh.
-pub fn vault_url() -> String {
-    std::env::var("KMS_FIELDS_VAULT_URL")
-        .unwrap_or_else(|_| panic!("KMS_FIELDS_VAULT_URL is not set: run scripts/test.sh (it starts the Vault transit stand-in)"))
-}
-
-/// A Vault provider (token `token`) on a fresh transit mount holding a derived key `users`.
-pub fn vault_provider(token: &str) -> kms_fields::provider::vault::VaultProvider {
-    let mount = db::unique("transit");
-    let root = kms_fields::provider::vault::VaultProvider::connect(&vault_url(), "root", None)
-        .expect("vault");
-    kms_fields::blocking::block_on(async {
-        vaultrs::sys::mount::enable(root.client(), &mount, "transit", None)
-            .await
-            .expect("mount");
-        let mut opts = vaultrs::api::transit::requests::CreateKeyRequest::builder();
-        opts.derived(true)
-            .key_type(vaultrs::api::transit::KeyType::Aes256Gcm96);
-        vaultrs::transit::key::create(root.client(), &mount, "users", Some(&mut opts))
-            .await
-            .expect("key");
-    })
-    .expect("runtime");
-    kms_fields::provider::vault::VaultProvider::connect(&vault_url(), token, None)
-        .expect("vault")
-        .mount(mount)
-}
-
-/// The stand-in's request log (method, path, namespace, body).
-pub fn vault_requests() -> Vec<serde_json::Value> {
-    let out = std::process::Command::new("curl")
-        .args(["-s", &format!("{}/_standin/requests", vault_url())])
-        .output()
-        .expect("curl");
-    serde_json::from_slice(&out.stdout).expect("request log")
-}
-
-/// POST JSON to the stand-in (test hooks, sys/audit), returning the body.
-pub fn vault_post(path: &str, body: &str) -> serde_json::Value {
-    post_json(&vault_url(), path, body)
-}
-
-/// POST JSON with the stand-in's root token to `base/path`, returning the body (`Null` if empty).
-fn post_json(base: &str, path: &str, body: &str) -> serde_json::Value {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-X",
-            "POST",
-            "-H",
-            "X-Vault-Token: root",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            body,
-            &format!("{base}/{path}"),
-        ])
-        .output()
-        .expect("curl");
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-/// A private Vault transit stand-in, started from this tree's tests/standins/vault_transit.py
-/// on a free loopback port and stopped on drop — for tests that flip stand-in switches (a
-/// response shape for every request), which must not reach the shared instance other tests use.
-pub struct VaultStandin {
-    child: std::process::Child,
-    /// `http://127.0.0.1:<port>`.
-    pub url: String,
-}
-
-impl VaultStandin {
-    /// Start it and wait until it listens.
-    pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = python()
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/standins/vault_transit.py"
-            ))
-            .args(["--port", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python (KMS_FIELDS_PYTHON) with flask and cryptography");
-        let standin = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        for _ in 0..300 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return standin;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("the Vault stand-in did not listen on port {port} within 30 s");
-    }
-
-    /// POST JSON to it (test hooks, sys/audit), returning the body.
-    pub fn post(&self, path: &str, body: &str) -> serde_json::Value {
-        post_json(&self.url, path, body)
-    }
-}
-
-impl Drop for VaultStandin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The drongo Cloud KMS emulator started by scripts/test.sh.

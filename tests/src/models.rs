@@ -284,6 +284,22 @@ pub struct VaultUser {
     pub encrypted_kms_key: KmsKey,
 }
 
+/// [`VaultUser`] at key version 2 (same Vault key; version 1 still read): re-wrapping a v1 row
+/// is a native transit `rewrap`, which moves it to the transit key's latest version.
+#[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, KmsEncrypted)]
+#[diesel(table_name = users)]
+#[kms(
+    model_name = "User",
+    key(key_id = "vault/users", version = 2, previous(1 = "vault/users"))
+)]
+pub struct VaultUserV2 {
+    #[diesel(deserialize_as = i32)]
+    pub id: Option<i32>,
+    #[kms(encrypted)]
+    pub email_enc: Option<String>,
+    pub encrypted_kms_key: KmsKey,
+}
+
 /// A person found by email: a case-insensitive unique blind index (Argon2id, base64 text) and
 /// an exact one (PBKDF2 with 1,000 iterations, 16 raw bytes in a binary column, under the
 /// second master key "v2").

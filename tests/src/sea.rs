@@ -50,6 +50,59 @@ pub mod user {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// A model whose key is on Vault (`vault/users`).
+pub mod vault_user {
+    use kms_fields::KmsEncrypted;
+    use kms_fields_seaorm::KmsKey;
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Default, DeriveEntityModel, KmsEncrypted)]
+    #[sea_orm(table_name = "users")]
+    #[kms(model_name = "User", key(key_id = "vault/users"))]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        #[sea_orm(column_type = "Text", nullable)]
+        #[kms(encrypted)]
+        pub email_enc: Option<String>,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub encrypted_kms_key: KmsKey,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// [`vault_user`] at key version 2 (same Vault key, version 1 still read).
+pub mod vault_user_v2 {
+    use kms_fields::KmsEncrypted;
+    use kms_fields_seaorm::KmsKey;
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Default, DeriveEntityModel, KmsEncrypted)]
+    #[sea_orm(table_name = "users")]
+    #[kms(
+        model_name = "User",
+        key(key_id = "vault/users", version = 2, previous(1 = "vault/users"))
+    )]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        #[sea_orm(column_type = "Text", nullable)]
+        #[kms(encrypted)]
+        pub email_enc: Option<String>,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub encrypted_kms_key: KmsKey,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// Version 2 with version 1 accepted.
 pub mod user_v2 {
     use kms_fields::KmsEncrypted;

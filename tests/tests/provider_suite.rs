@@ -1,5 +1,5 @@
 //! kms_encrypted's behavioural suite (create, read, rotate, versions, bad context) run once per
-//! provider — test key, local key, AWS on moto, Vault on the transit stand-in, Google Cloud KMS
+//! provider — test key, local key, AWS on moto, Vault on a real OpenBao server, Google Cloud KMS
 //! on drongo — from one macro, on a real Postgres.
 //!
 //! Each invocation names its key id once: the models' `key_id` and the module's `KEY_ID` (which
@@ -37,7 +37,9 @@ fn vault_kms() -> Kms {
     Kms::builder()
         .vault(
             PROVIDER
-                .get_or_init(|| kms_fields_tests::vault_provider("root"))
+                .get_or_init(|| {
+                    kms_fields_tests::vault_provider(&kms_fields_tests::openbao::root_token())
+                })
                 .clone(),
         )
         .build()
@@ -77,7 +79,7 @@ fn gcp_kms(key_id: &str) -> Kms {
 }
 
 macro_rules! provider_suite {
-    ($provider:ident, $kind:ident, $key:literal, $kms:expr) => {
+    ($provider:ident, $kind:ident, $key:literal, $kms:expr $(, #[$attr:meta])*) => {
         mod $provider {
             use super::*;
 
@@ -153,6 +155,7 @@ macro_rules! provider_suite {
             }
 
             #[test]
+            $(#[$attr])*
             fn create_and_read() {
                 let (_db, mut conn) = PgDb::new();
                 let kms = $kms;
@@ -173,6 +176,7 @@ macro_rules! provider_suite {
             }
 
             #[test]
+            $(#[$attr])*
             fn rotate() {
                 let (_db, mut conn) = PgDb::new();
                 let kms = $kms;
@@ -190,6 +194,7 @@ macro_rules! provider_suite {
             }
 
             #[test]
+            $(#[$attr])*
             fn versions() {
                 let (_db, mut conn) = PgDb::new();
                 let kms = $kms;
@@ -207,6 +212,7 @@ macro_rules! provider_suite {
             }
 
             #[test]
+            $(#[$attr])*
             fn bad_context() {
                 let (_db, mut conn) = PgDb::new();
                 let kms = $kms;
@@ -238,7 +244,16 @@ provider_suite!(
     "arn:aws:kms:us-east-1:123456789012:key/bdd640fb-0667-4ad1-9c80-317fa3b1799d",
     aws_kms()
 );
-provider_suite!(vault_standin, Vault, "vault/users", vault_kms());
+provider_suite!(
+    vault_openbao,
+    Vault,
+    "vault/users",
+    vault_kms(),
+    #[cfg_attr(
+        kmsf_no_vault,
+        ignore = "KMS_FIELDS_VAULT_URL is not set: scripts/test.sh starts an OpenBao dev server"
+    )]
+);
 provider_suite!(
     gcp_drongo,
     Gcp,
