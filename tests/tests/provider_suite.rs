@@ -260,3 +260,61 @@ provider_suite!(
     "projects/kmsf/locations/global/keyRings/suite/cryptoKeys/users",
     gcp_kms(KEY_ID)
 );
+
+/// Issue 19.1 on moto: a database writer stores a data key they know, wrapped under a KMS key
+/// they control with the record's context. Decrypt names the model's key id and ReEncrypt
+/// its source key id, so neither a read nor a re-wrap opens it, even though the application's
+/// credentials may use the attacker's key.
+#[test]
+fn aws_strict_mode_refuses_a_blob_of_another_key() {
+    use kms_fields::{KeySpec, Provider, StoredKey};
+    let kms = aws_kms();
+    let app_key = kms_fields_tests::moto_key();
+    let attacker_key = kms_fields_tests::moto_key();
+    let ctx = EncryptionContext::for_model("User", 7);
+    let forged = kms_fields::blocking::block_on(async {
+        let client = kms_fields_tests::moto_client().await;
+        let p = kms_fields::provider::aws::AwsProvider::new(client);
+        p.wrap(&attacker_key, &[7u8; 32], Some(&ctx)).await.unwrap()
+    })
+    .unwrap();
+    let stored = StoredKey::new(1, forged).encode();
+    let spec = KeySpec::new().key_id(&app_key);
+    let ctx_fn = |_v: u32| Ok(Some(ctx.clone()));
+    let e = kms_fields::blocking::block_on(kms.decrypt(&spec, None, &stored, &ctx_fn))
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.kind(),
+            ErrorKind::AccessDenied | ErrorKind::DecryptionFailed
+        ),
+        "{e}"
+    );
+    // a rotation to v2 must not launder it under the real key
+    let spec2 = KeySpec::new()
+        .key_id(&app_key)
+        .version(2)
+        .previous_version(1, &app_key);
+    let e = kms_fields::blocking::block_on(kms.rewrap(&spec2, None, &stored, &ctx_fn))
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.kind(),
+            ErrorKind::AccessDenied | ErrorKind::DecryptionFailed
+        ),
+        "{e}"
+    );
+    // the application's own values still open and re-wrap
+    let own = kms_fields::blocking::block_on(kms.encrypt(&spec, None, &[9u8; 32], &ctx_fn))
+        .unwrap()
+        .unwrap();
+    let pt = kms_fields::blocking::block_on(kms.decrypt(&spec, None, &own, &ctx_fn))
+        .unwrap()
+        .unwrap();
+    assert_eq!(&pt[..], &[9u8; 32]);
+    kms_fields::blocking::block_on(kms.rewrap(&spec2, None, &own, &ctx_fn))
+        .unwrap()
+        .unwrap();
+}

@@ -463,3 +463,66 @@ fn an_unknown_key_position_is_a_typed_error() {
         Some("555-0100")
     );
 }
+
+/// `User` with Diesel's `AsChangeset`, for `diesel::update(..).set(&model)`.
+#[derive(
+    Debug, Clone, Default, Queryable, Selectable, Insertable, AsChangeset, kms_fields::KmsEncrypted,
+)]
+#[diesel(table_name = users)]
+#[kms(model_name = "User", key(key_id = "insecure-test-key"))]
+struct EditableUser {
+    #[diesel(deserialize_as = i32)]
+    id: Option<i32>,
+    name: Option<String>,
+    #[kms(encrypted)]
+    email_enc: Option<String>,
+    encrypted_kms_key: kms_fields_diesel::KmsKey,
+}
+
+/// `diesel::update(..).set(&model)` after the encrypt-only writer drew a new data key would
+/// store NULL beside the new ciphertext: it refuses, naming `update_encrypted`; a loaded record
+/// whose key did not change updates as usual.
+#[test]
+fn diesels_own_update_refuses_a_pending_key() {
+    let (_g, mut conn) = SqliteDb::new();
+    let kms = Kms::new();
+    let mut u = EditableUser::default();
+    u.set_email_blocking(&kms, Some("a@example.org")).unwrap();
+    insert(&mut conn, &kms, users::table, &mut u).unwrap();
+    let id = u.id.unwrap();
+    let load = |conn: &mut SqliteConnection| -> EditableUser {
+        users::table
+            .find(id)
+            .select(EditableUser::as_select())
+            .first(conn)
+            .unwrap()
+    };
+    let mut w = load(&mut conn);
+    w.name = Some("renamed".into());
+    diesel::update(users::table.find(id))
+        .set(&w)
+        .execute(&mut conn)
+        .unwrap();
+    w.encrypted_kms_key.clear();
+    w.set_email_blocking(&kms, Some("b@example.org")).unwrap();
+    let e = diesel::update(users::table.find(id))
+        .set(&w)
+        .execute(&mut conn)
+        .unwrap_err();
+    assert!(e.to_string().contains("update_encrypted"), "{e}");
+    let row = load(&mut conn);
+    assert_eq!(row.name.as_deref(), Some("renamed"));
+    assert_eq!(
+        row.email_blocking(&Kms::new()).unwrap().as_deref(),
+        Some("a@example.org"),
+        "the row is as before, readable"
+    );
+    update_encrypted(&mut conn, &kms, &mut w).unwrap();
+    assert_eq!(
+        load(&mut conn)
+            .email_blocking(&Kms::new())
+            .unwrap()
+            .as_deref(),
+        Some("b@example.org")
+    );
+}

@@ -6,7 +6,13 @@
 //! - the context is sent as `EncryptionContext`, values as strings;
 //! - configuration from the standard AWS chain (credentials, region, `AWS_ENDPOINT_URL`), or
 //!   a client you build (another account, another region, an endpoint override);
-//! - timeouts: 2 s to connect, 5 s per attempt, 3 attempts with the SDK's standard retry mode.
+//! - timeouts: 2 s to connect, 5 s per attempt, 3 attempts with the SDK's standard retry mode;
+//! - strict mode (AWS Encryption SDK's term): `Decrypt` always names the `KeyId` and
+//!   `ReEncrypt` the `SourceKeyId` the key spec gives for the stored version, so a blob an
+//!   attacker with database write access wrapped under a KMS key *they* control is refused
+//!   (`IncorrectKeyException` on AWS; moto answers `AccessDeniedException`) even when the
+//!   application's role may decrypt with that key — it is never opened nor laundered by a
+//!   re-wrap under the real key.
 //!
 //! Errors: `InvalidCiphertextException` / `IncorrectKeyException` → `DecryptionFailed`;
 //! `AccessDeniedException` → `AccessDenied`; `DisabledException`,
@@ -32,6 +38,8 @@ use crate::error::{Error, ErrorKind, Result};
 /// The AWS KMS provider.
 pub struct AwsProvider {
     client: OnceCell<Client>,
+    /// Aliases resolved to key ARNs (DescribeKey, once per alias).
+    arns: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl AwsProvider {
@@ -39,6 +47,7 @@ impl AwsProvider {
     pub fn new(client: Client) -> Self {
         Self {
             client: OnceCell::from(client),
+            arns: Default::default(),
         }
     }
 
@@ -46,6 +55,7 @@ impl AwsProvider {
     pub fn lazy_from_env() -> Self {
         Self {
             client: OnceCell::new(),
+            arns: Default::default(),
         }
     }
 
@@ -71,6 +81,60 @@ impl AwsProvider {
         self.client
             .get_or_init(|| async { Client::new(&Self::default_config().load().await) })
             .await
+    }
+
+    /// Check that `returned` (the key ARN a Decrypt or ReEncrypt answered with) is the key
+    /// `expected` names: an ARN, a key id, or an alias (resolved once with DescribeKey).
+    async fn check_key(&self, op: &str, expected: &str, returned: Option<&str>) -> Result<()> {
+        let Some(returned) = returned else {
+            return Err(Error::new(
+                ErrorKind::Provider,
+                format!("AWS KMS {op} did not say which key it used"),
+            ));
+        };
+        let same = if expected.starts_with("arn:") && !expected.contains(":alias/") {
+            returned == expected
+        } else if !expected.contains("alias/") {
+            returned.ends_with(&format!(":key/{expected}"))
+        } else {
+            let cached = self
+                .arns
+                .lock()
+                .map_err(|_| Error::new(ErrorKind::Provider, "AWS alias cache poisoned"))?
+                .get(expected)
+                .cloned();
+            let arn = match cached {
+                Some(arn) => arn,
+                None => {
+                    let out = self
+                        .client()
+                        .await
+                        .describe_key()
+                        .key_id(expected)
+                        .send()
+                        .await
+                        .map_err(|e| map_error("DescribeKey", expected, e))?;
+                    let arn = out.key_metadata.and_then(|m| m.arn).ok_or_else(|| {
+                        Error::new(ErrorKind::Provider, "DescribeKey returned no ARN")
+                    })?;
+                    if let Ok(mut m) = self.arns.lock() {
+                        m.insert(expected.to_owned(), arn.clone());
+                    }
+                    arn
+                }
+            };
+            returned == arn
+        };
+        if same {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::AccessDenied,
+                format!(
+                    "AWS KMS {op}: the stored value was wrapped under another KMS key than {expected}: refused (a forged key column?)"
+                ),
+            ))
+        }
     }
 }
 
@@ -112,6 +176,11 @@ classify!(aws_sdk_kms::operation::decrypt::DecryptError {
     is_kms_invalid_state_exception => ErrorKind::KeyUnusable, false;
     is_not_found_exception => ErrorKind::KeyUnusable, false;
     is_key_unavailable_exception => ErrorKind::KeyUnusable, false;
+    is_kms_internal_exception => ErrorKind::Provider, true;
+    is_dependency_timeout_exception => ErrorKind::Provider, true;
+});
+classify!(aws_sdk_kms::operation::describe_key::DescribeKeyError {
+    is_not_found_exception => ErrorKind::KeyUnusable, false;
     is_kms_internal_exception => ErrorKind::Provider, true;
     is_dependency_timeout_exception => ErrorKind::Provider, true;
 });
@@ -215,13 +284,18 @@ impl Provider for AwsProvider {
             .client()
             .await
             .decrypt()
+            // strict mode: only the key the model names may open it (an attacker's blob
+            // under a key they control is refused, even where the role may use that key)
+            .key_id(key_id)
             .ciphertext_blob(Blob::new(ciphertext))
             .set_encryption_context(context_map(context))
             .send()
             .await
             .map_err(|e| map_error("Decrypt", key_id, e))?;
-        out.plaintext
-            .map(|b| Zeroizing::new(b.into_inner()))
+        let plaintext = out.plaintext.map(|b| Zeroizing::new(b.into_inner()));
+        self.check_key("Decrypt", key_id, out.key_id.as_deref())
+            .await?;
+        plaintext
             .ok_or_else(|| Error::new(ErrorKind::Provider, "AWS KMS Decrypt returned no plaintext"))
     }
 
@@ -230,6 +304,8 @@ impl Provider for AwsProvider {
             .client()
             .await
             .re_encrypt()
+            // strict mode: never launder a blob of another key under the real one
+            .source_key_id(from.key_id)
             .ciphertext_blob(Blob::new(ciphertext))
             .set_source_encryption_context(context_map(from.context))
             .destination_key_id(to.key_id)
@@ -237,6 +313,9 @@ impl Provider for AwsProvider {
             .send()
             .await
             .map_err(|e| map_error("ReEncrypt", to.key_id, e))?;
+        // moto does not enforce SourceKeyId: check the key the blob really came from
+        self.check_key("ReEncrypt", from.key_id, out.source_key_id.as_deref())
+            .await?;
         out.ciphertext_blob.map(Blob::into_inner).ok_or_else(|| {
             Error::new(
                 ErrorKind::Provider,

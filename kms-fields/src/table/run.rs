@@ -173,8 +173,13 @@ pub async fn rotate_table<D: TableDb + ?Sized>(
         summary.remaining = db.count(&statements::count(b, t, &filter)).await?;
         let failed = distinct_errors(&mut summary.errors);
         let progressed = summary.done + summary.skipped > done_before;
-        if summary.remaining <= failed || !progressed || pass >= MAX_PASSES {
+        if summary.remaining <= failed || pass >= MAX_PASSES {
             break;
+        }
+        if !progressed {
+            // the rows left are locked (another worker's batch, a writer's transaction): give
+            // them a moment before the next pass
+            tokio::time::sleep(PASS_BACKOFF * (1 << (pass - 1).min(5))).await;
         }
         tracing::debug!(target: "kms_fields::table", table = %t.table, pass, remaining = summary.remaining, "rows left on old versions: another pass");
     }
@@ -185,7 +190,9 @@ pub async fn rotate_table<D: TableDb + ?Sized>(
 }
 
 /// Passes of [`rotate_table`] over the table, at most.
-const MAX_PASSES: usize = 5;
+const MAX_PASSES: usize = 8;
+/// The wait before a pass that follows one which moved no row (doubling, at most 32×).
+const PASS_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Keep one error per row (the last), in first-seen order; returns their number.
 fn distinct_errors(errors: &mut Vec<RowError>) -> u64 {
