@@ -478,13 +478,23 @@ impl Codec for Inet {
     }
     fn decode(bytes: &[u8]) -> Result<(IpAddr, u8)> {
         let b = exact::<18>(bytes, "inet")?;
-        let addr = match b[0] {
-            0 => IpAddr::V4(Ipv4Addr::new(b[2], b[3], b[4], b[5])),
-            1 => IpAddr::V6(Ipv6Addr::from(
-                <[u8; 16]>::try_from(&b[2..18]).map_err(|_| Error::codec("bad inet"))?,
-            )),
+        let (addr, max_prefix) = match b[0] {
+            0 => (IpAddr::V4(Ipv4Addr::new(b[2], b[3], b[4], b[5])), 32),
+            1 => (
+                IpAddr::V6(Ipv6Addr::from(
+                    <[u8; 16]>::try_from(&b[2..18]).map_err(|_| Error::codec("bad inet"))?,
+                )),
+                128,
+            ),
             _ => return Err(Error::codec("a Lockbox inet has family 0 or 1")),
         };
+        // Lockbox reads it with IPAddr#mask(prefix), which refuses a longer prefix (and
+        // `encode` refuses to write one)
+        if b[1] > max_prefix {
+            return Err(Error::codec(format!(
+                "a Lockbox inet prefix is at most {max_prefix} for its family"
+            )));
+        }
         Ok((addr, b[1]))
     }
     fn empty() -> Result<Option<(IpAddr, u8)>> {
@@ -846,6 +856,21 @@ mod tests {
         );
         assert!(Inet::encode(&("10.1.2.3".parse().unwrap(), 33)).is_err());
         assert!(Inet::decode(&[2; 18]).is_err());
+        // a prefix longer than the family allows reads as an error, as encode refuses to write it
+        // (found by the codecs fuzz target: it read, then could not be written back)
+        let mut long = enc6.clone();
+        long[1] = 129;
+        assert_eq!(
+            Inet::decode(&long).unwrap_err().kind(),
+            crate::ErrorKind::Codec
+        );
+        let mut v4 = enc::<Inet>(&("10.1.2.3".parse().unwrap(), 32));
+        assert!(Inet::decode(&v4).is_ok());
+        v4[1] = 33;
+        assert_eq!(
+            Inet::decode(&v4).unwrap_err().kind(),
+            crate::ErrorKind::Codec
+        );
     }
 
     #[test]
