@@ -1,5 +1,6 @@
 //! Audit events (one per KMS call, with operation, provider, key id, context, duration and
 //! outcome, and no secret), and key versions served by their own providers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +12,10 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
 /// Every event and span of every target at every level (TRACE included): `(target, fields)`.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>);
+struct Capture(Arc<Mutex<Vec<Captured>>>);
+
+/// `(target, [(field, value)])` of one event or span.
+type Captured = (String, Vec<(String, String)>);
 
 struct Fields(Vec<(String, String)>);
 

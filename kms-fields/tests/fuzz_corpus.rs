@@ -3,9 +3,10 @@
 //! test. A crash the fuzzer found is kept by adding its input to the corpus: from then on this
 //! test fails until the defect is fixed.
 //!
-//! `KMS_FIELDS_WRITE_FUZZ_SEEDS=1 cargo test -p kms-fields --features fuzzing,kms-rails,attachments,chrono
-//! --test fuzz_corpus -- --ignored write_seed_corpus` regenerates the seed files from the crate's
+//! `KMS_FIELDS_WRITE_FUZZ_SEEDS=1 cargo test -p kms-fields --all-features --test fuzz_corpus --
+//! --ignored write_seed_corpus` regenerates the seed files from the crate's
 //! encoders and the Ruby vectors (`tests/data/kms_encrypted_lockbox.json`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 

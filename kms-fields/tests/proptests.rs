@@ -1,5 +1,6 @@
 //! Property tests: round trips for arbitrary inputs, and every decoder fed arbitrary bytes
 //! returns an error instead of panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! transit STAND-IN in tests/standins/vault_transit.py (no Vault or OpenBao server can be
 //! installed here; the stand-in follows Vault's documented API and shares no code with the
 //! provider).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kms_fields::provider::vault::VaultProvider;
 use kms_fields::{
@@ -122,7 +123,6 @@ fn a_batch_of_1000_uses_batch_input() {
             encrypted_kms_key: kms_fields_diesel::KmsKey::from_stored(
                 u.encrypted_kms_key.stored().map(str::to_owned),
             ),
-            ..Default::default()
         })
         .collect();
     let reader = kms_with(

@@ -3,7 +3,7 @@
 //! frozen-byte tests.
 //!
 //! Security invariants of the primitives below:
-//! - a segment's plaintext leaves [`Opener`] only after its tag verified;
+//! - a segment's plaintext leaves `Opener` only after its tag verified;
 //! - the nonce of segment `i` is `prefix ‖ i ‖ last`, so segments cannot be reordered, dropped
 //!   from the end, or moved from another object (another salt means another key, and another
 //!   prefix means another nonce);

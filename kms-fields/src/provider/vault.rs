@@ -348,7 +348,8 @@ pub(crate) fn fuzz_responses(body: &[u8]) {
         if e.is_retryable() {
             assert_eq!(e.kind(), ErrorKind::Provider);
         }
-        if e.kind() == ErrorKind::DecryptionFailed && !e.to_string().contains("invalid ciphertext")
+        if e.kind() == ErrorKind::DecryptionFailed
+            && !e.to_string().to_lowercase().contains("invalid ciphertext")
         {
             assert!(e.to_string().starts_with("Decryption failed"), "{e}");
         }
