@@ -804,6 +804,23 @@ mod tests {
     }
 
     #[test]
+    fn json_from_serde_json_writes_the_bytes_serde_json_writes() {
+        // what the codec wrote before JsonValue (serde_json::to_string): unchanged
+        for v in [
+            serde_json::json!({"b": [1, -2, 1.5, -0.0, 1e20, 1e-7, 123456789.125, u64::MAX, i64::MIN]}),
+            serde_json::json!(["é", "\u{1}\n\t\"\\", null, true, {}, []]),
+            serde_json::json!(0.1),
+            serde_json::json!(f64::MAX),
+        ] {
+            assert_eq!(
+                enc::<Json>(&json(v.clone())),
+                serde_json::to_string(&v).unwrap().as_bytes()
+            );
+            assert_eq!(json(v.clone()).to_serde_json(), v);
+        }
+    }
+
+    #[test]
     fn json_numbers_are_kept_exactly() {
         // Ruby: 1.3101333033102623e+20.to_json, (2**70).to_json, and a float the shortest
         // round-trip form of which serde_json's fast parser misreads without float_roundtrip
