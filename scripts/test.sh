@@ -4,7 +4,13 @@
 # server), idempotently, runs every test of the workspace, and stops what it started.
 #
 #   scripts/test.sh                 # everything
-#   scripts/test.sh -E 'test(vault)' # extra arguments go to cargo nextest
+#   scripts/test.sh -E 'test(vault)' # extra arguments go to cargo nextest (and skip the rest)
+#
+# Everything is: strict checks (rustfmt, clippy -D warnings, rustdoc -D warnings, kms-fields
+# with no feature and with each feature alone), the nextest suite (which replays the fuzz
+# corpus, tests/fuzz_corpus.rs), the doc tests, the core tests on the default AES backend, and,
+# when a nightly toolchain and cargo-fuzz are installed, every fuzz target for
+# KMS_FIELDS_FUZZ_SECONDS (default 25) seconds each (scripts/fuzz.sh; 0 skips it).
 #
 # Environment (all optional): KMS_FIELDS_PG_URL, KMS_FIELDS_MYSQL_URL (use existing servers),
 # KMS_FIELDS_MOTO_URL (an already running scripts/moto_kms.py), KMS_FIELDS_DRONGO_URL,
@@ -19,6 +25,15 @@ mkdir -p "$STATE"
 STARTED=()
 
 log() { printf '\033[1m[test.sh]\033[0m %s\n' "$*" >&2; }
+
+# step NAME COMMAND...: run and log how long it took
+step() {
+  local name=$1 t0=$SECONDS
+  shift
+  log "$name"
+  "$@"
+  log "$name: done in $((SECONDS - t0)) s"
+}
 
 cleanup() {
   for cmd in "${STARTED[@]:-}"; do
@@ -167,15 +182,42 @@ if [ -z "${KMS_FIELDS_VAULT_URL:-}" ]; then
 fi
 log "OpenBao: $KMS_FIELDS_VAULT_URL"
 
-# --- the suite -------------------------------------------------------------------------------
+# --- strict checks ---------------------------------------------------------------------------
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-always}"
 FEATURES="--workspace --all-features"
-log "cargo nextest run $FEATURES"
-cargo nextest run $FEATURES --no-fail-fast "$@"
 if [ $# -eq 0 ]; then
-  log "doc tests"
-  cargo test $FEATURES --doc
-  log "core tests with the default (RustCrypto) AES-GCM backend"
-  cargo nextest run -p kms-fields --features aws --no-fail-fast
+  step "cargo fmt --check" cargo fmt --all --check
+  step "cargo fmt --check (fuzz/)" cargo fmt --manifest-path fuzz/Cargo.toml --check
+  step "cargo clippy -D warnings" cargo clippy $FEATURES --all-targets -- -D warnings
+  step "cargo doc -D warnings" env RUSTDOCFLAGS="-D warnings" cargo doc $FEATURES --no-deps
+  # every feature of kms-fields on its own, and none: check-mode builds only (clippy reuses
+  # cargo check's dependency artifacts), warnings are errors
+  kms_features() {
+    sed -n '/^\[features\]/,/^\[/p' kms-fields/Cargo.toml | grep -oE '^[a-z][a-z0-9-]* =' | cut -d' ' -f1 | grep -v '^default$'
+  }
+  check_features() {
+    cargo clippy -p kms-fields --no-default-features --all-targets -- -D warnings
+    local f
+    for f in $(kms_features); do
+      log "  cargo clippy -p kms-fields --no-default-features --features $f"
+      cargo clippy -p kms-fields --no-default-features --features "$f" --all-targets -- -D warnings
+    done
+  }
+  step "kms-fields features one by one" check_features
+fi
+
+# --- the suite -------------------------------------------------------------------------------
+step "cargo nextest run $FEATURES" cargo nextest run $FEATURES --no-fail-fast "$@"
+if [ $# -eq 0 ]; then
+  step "doc tests" cargo test $FEATURES --doc
+  step "core tests with the default (RustCrypto) AES-GCM backend" \
+    cargo nextest run -p kms-fields --features aws --no-fail-fast
+  # --- fuzzing (nightly only) ------------------------------------------------------------------
+  if [ "${KMS_FIELDS_FUZZ_SECONDS:-25}" != 0 ] && cargo +nightly --version >/dev/null 2>&1 &&
+    cargo +nightly fuzz --version >/dev/null 2>&1; then
+    step "fuzz targets, ${KMS_FIELDS_FUZZ_SECONDS:-25} s each" scripts/fuzz.sh "${KMS_FIELDS_FUZZ_SECONDS:-25}"
+  else
+    log "fuzzing skipped (needs a nightly toolchain and cargo-fuzz)"
+  fi
 fi
 log "all tests passed"

@@ -25,12 +25,12 @@ diesel::table! {
 
 /// A user with two keys: `kms_key` (email) and `kms_key_phone` (phone), so decryption of the
 /// email and the phone can be granted separately.
+// clippy takes the two `key_id = "…"` of the two keys for a duplicated attribute
+#[allow(clippy::duplicated_attributes)]
 #[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, KmsEncrypted)]
 #[diesel(table_name = users)]
-#[kms(
-    key(key_id = "insecure-test-key"),
-    key(name = "phone", key_id = "insecure-test-key")
-)]
+#[kms(key(key_id = "insecure-test-key"))]
+#[kms(key(name = "phone", key_id = "insecure-test-key"))]
 struct User {
     #[diesel(deserialize_as = i32)]
     id: Option<i32>,

@@ -31,6 +31,8 @@ mod user {
         key(key_id = "insecure-test-key"),
         key(name = "phone", key_id = "insecure-test-key")
     )]
+    // clippy takes the two `key_id = "…"` of the two keys for a duplicated attribute
+    #[allow(clippy::duplicated_attributes)]
     pub struct Model {
         #[sea_orm(primary_key)]
         pub id: i32,

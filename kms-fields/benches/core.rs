@@ -4,6 +4,7 @@
 //!
 //!     cargo bench -p kms-fields --features aws --bench core
 //!     cargo bench -p kms-fields --features aws,aws-lc --bench core   # aws-lc-rs backend
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
 

@@ -6,7 +6,7 @@
 //! - Inside a multi-thread runtime (a task or a `spawn_blocking` thread): the calling thread is
 //!   handed over with `block_in_place` and the future runs on the caller's runtime.
 //! - Inside a current-thread runtime: blocking would stall every task of that runtime, so this
-//!   is refused with an [`ErrorKind::Runtime`](crate::ErrorKind::Runtime) error that names the
+//!   is refused with an [`ErrorKind::Runtime`] error that names the
 //!   remedy (use the async method, or a multi-thread runtime).
 
 use std::future::Future;

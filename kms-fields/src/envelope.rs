@@ -80,6 +80,9 @@ impl StoredKey {
                 parts[0], parts[1], parts[2], parts[3]
             );
             let ciphertext = encoding::lenient_decode(ct)?;
+            if ciphertext.is_empty() {
+                return Err(Error::bad_format("key column: empty ciphertext"));
+            }
             return Ok(Self {
                 version: 1,
                 ciphertext,
@@ -105,7 +108,10 @@ impl StoredKey {
         })
     }
 
-    /// The stored text: `v<version>:<strict base64>`.
+    /// The stored text: `v<version>:<strict base64>`. For every value [`parse`](Self::parse)
+    /// accepts, `parse(encode())` gives the same version and ciphertext (legacy values are
+    /// written in the current format); an empty ciphertext, which `parse` never returns,
+    /// encodes to `v<version>:`, which `parse` rejects.
     pub fn encode(&self) -> String {
         format!(
             "v{}:{}",
@@ -182,6 +188,26 @@ mod tests {
     }
 
     #[test]
+    fn every_parsed_value_encodes_to_a_value_that_parses_back() {
+        let short = encoding::mime_encode(b"proj/global/ring/key");
+        for ok in [
+            "v2:AAFhYmM=".to_owned(),
+            "v007:AAFhYmM".to_owned(),
+            "vault:v1:abc".to_owned(),
+            "AQID\nBA==\n".to_owned(),
+            format!("$gc${short}$AQI="),
+        ] {
+            let k = StoredKey::parse(&ok).unwrap();
+            let again = StoredKey::parse(&k.encode()).unwrap();
+            assert_eq!(
+                (again.version, &again.ciphertext, again.legacy),
+                (k.version, &k.ciphertext, None),
+                "{ok:?}"
+            );
+        }
+    }
+
+    #[test]
     fn malformed_values_are_errors() {
         for bad in [
             "",
@@ -191,6 +217,9 @@ mod tests {
             "$gc$",
             "$gc$YQ==$AA==",
             "%%%",
+            // a well-formed Google key id with an empty ciphertext (the other forms reject it)
+            "$gc$cC9sL3Ivaw==$",
+            "$gc$cC9sL3Ivaw==$\n",
         ] {
             let e = StoredKey::parse(bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::BadFormat, "{bad:?}");

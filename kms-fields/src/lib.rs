@@ -16,6 +16,9 @@ pub mod data_key;
 pub mod encoding;
 pub mod envelope;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keyring;
 pub mod kms;
 pub mod kms_box;

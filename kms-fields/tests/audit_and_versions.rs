@@ -1,5 +1,6 @@
 //! Audit events (one per KMS call, with operation, provider, key id, context, duration and
 //! outcome, and no secret), and key versions served by their own providers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{Arc, Mutex};
 
@@ -9,8 +10,12 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
+/// Every event and span of every target at every level (TRACE included): `(target, fields)`.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Vec<(String, String)>>>>);
+struct Capture(Arc<Mutex<Vec<Captured>>>);
+
+/// `(target, [(field, value)])` of one event or span.
+type Captured = (String, Vec<(String, String)>);
 
 struct Fields(Vec<(String, String)>);
 
@@ -28,18 +33,42 @@ impl Visit for Fields {
 
 impl<S: Subscriber> Layer<S> for Capture {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        if event.metadata().target() == "kms_fields::audit" {
-            let mut f = Fields(Vec::new());
-            event.record(&mut f);
-            self.0.lock().unwrap().push(f.0);
-        }
+        let mut f = Fields(Vec::new());
+        event.record(&mut f);
+        let target = event.metadata().target().to_owned();
+        self.0.lock().unwrap().push((target, f.0));
+    }
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _id: &tracing::span::Id,
+        _ctx: Context<'_, S>,
+    ) {
+        let mut f = Fields(vec![("span".into(), attrs.metadata().name().into())]);
+        attrs.record(&mut f);
+        let target = attrs.metadata().target().to_owned();
+        self.0.lock().unwrap().push((target, f.0));
+    }
+    fn on_record(
+        &self,
+        _id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        _ctx: Context<'_, S>,
+    ) {
+        let mut f = Fields(Vec::new());
+        values.record(&mut f);
+        self.0.lock().unwrap().push(("(span record)".into(), f.0));
     }
 }
 
 #[test]
 fn one_audit_event_per_kms_call_without_secrets() {
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let subscriber = tracing_subscriber::registry().with(
+        capture
+            .clone()
+            .with_filter(tracing_subscriber::filter::LevelFilter::TRACE),
+    );
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let kms = Kms::new();
@@ -58,7 +87,12 @@ fn one_audit_event_per_kms_call_without_secrets() {
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::DecryptionFailed);
 
-    let events = capture.0.lock().unwrap().clone();
+    let everything = capture.0.lock().unwrap().clone();
+    let events: Vec<Vec<(String, String)>> = everything
+        .iter()
+        .filter(|(target, _)| target == "kms_fields::audit")
+        .map(|(_, fields)| fields.clone())
+        .collect();
     assert_eq!(events.len(), 2, "{events:?}");
     let get = |ev: &Vec<(String, String)>, k: &str| {
         ev.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
@@ -80,7 +114,8 @@ fn one_audit_event_per_kms_call_without_secrets() {
         get(&events[1], "outcome").as_deref(),
         Some("DecryptionFailed")
     );
-    let all = format!("{events:?}");
+    // no secret in anything logged, by any crate, at any level
+    let all = format!("{everything:?}");
     assert!(
         !all.contains(&encoding::strict_encode(key.expose_secret())),
         "{all}"

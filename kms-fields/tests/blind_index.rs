@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use kms_fields::blind_index::{
     Algorithm, BidxValue, BlindIndex, Encoding, Expression, IndexKey, MasterKey, normalize,
@@ -439,10 +439,12 @@ async fn parallelism_is_bounded_across_calls() {
     assert!((1..=3).contains(&peak), "peak concurrency {peak}");
 }
 
-/// On a current-thread runtime, a ticker task increments a counter every millisecond while
-/// 100 Argon2id (default cost) indexes are computed with `compute_many_async`. If the
-/// computation ran on the runtime's thread, the ticker could not run at all until it ended
-/// (shown by the control at the end). Thresholds allow for a loaded 2-core machine.
+/// On a current-thread runtime, the 100 Argon2id (default cost) indexes of
+/// `compute_many_async` run beside another task. Deterministic, no clock: `join` polls the
+/// computation first, then the observer; if the computation ran on the runtime's thread it
+/// would finish inside its first poll, before the observer ever runs (the control at the end
+/// shows exactly that), so an observer that runs while the computation is unfinished proves the
+/// work left the runtime thread.
 #[test]
 fn runtime_keeps_serving_tasks_during_100_computations() {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -454,46 +456,48 @@ fn runtime_keeps_serving_tasks_during_100_computations() {
         let master = zero_master();
         let values: Vec<String> = (0..100).map(|i| format!("user{i}@example.org")).collect();
 
-        let ticks = Arc::new(AtomicUsize::new(0));
-        let ticker = tokio::spawn({
-            let ticks = Arc::clone(&ticks);
-            async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    ticks.fetch_add(1, Ordering::Relaxed);
-                }
+        let finished = AtomicBool::new(false);
+        let computation = async {
+            let out = index.compute_many_async(&master, &values).await;
+            finished.store(true, Ordering::SeqCst);
+            out
+        };
+        let observer = async {
+            let mut runs_while_unfinished = 0usize;
+            while !finished.load(Ordering::SeqCst) {
+                runs_while_unfinished += 1;
+                tokio::task::yield_now().await;
             }
-        });
-        tokio::task::yield_now().await;
-
-        let start = Instant::now();
-        let before = ticks.load(Ordering::Relaxed);
-        let out = index.compute_many_async(&master, &values).await.unwrap();
-        let elapsed = start.elapsed();
-        let during = ticks.load(Ordering::Relaxed) - before;
+            runs_while_unfinished
+        };
+        let (out, runs) = futures::future::join(computation, observer).await;
+        let out = out.unwrap();
         assert_eq!(out.len(), 100);
         assert_eq!(out[7], index.compute(&master, &values[7]).unwrap());
-
-        // A 1 ms sleep takes 1–2 ms when idle, more under load: ask for a tick per 20 ms on
-        // average, and at least 10 in total.
-        let elapsed_ms = elapsed.as_millis() as usize;
-        let wanted = (elapsed_ms / 20).max(10);
-        eprintln!("100 argon2id indexes: {elapsed:?}, ticker advanced {during} times");
+        eprintln!("the observer ran {runs} times during the 100 indexes");
         assert!(
-            during >= wanted,
-            "ticker advanced only {during} times in {elapsed:?} (wanted ≥ {wanted})"
+            runs >= 1,
+            "the runtime thread was blocked by the computation"
         );
 
-        // Control: the synchronous method on the runtime thread starves the ticker.
-        let before = ticks.load(Ordering::Relaxed);
-        for v in &values[..3] {
-            index.compute(&master, v).unwrap();
-        }
-        assert_eq!(
-            ticks.load(Ordering::Relaxed),
-            before,
-            "the control must starve the ticker"
-        );
-        ticker.abort();
+        // Control: the synchronous method on the runtime thread finishes before the observer
+        // runs at all.
+        let finished = AtomicBool::new(false);
+        let computation = async {
+            for v in &values[..3] {
+                index.compute(&master, v).unwrap();
+            }
+            finished.store(true, Ordering::SeqCst);
+        };
+        let observer = async {
+            let mut runs_while_unfinished = 0usize;
+            while !finished.load(Ordering::SeqCst) {
+                runs_while_unfinished += 1;
+                tokio::task::yield_now().await;
+            }
+            runs_while_unfinished
+        };
+        let ((), runs) = futures::future::join(computation, observer).await;
+        assert_eq!(runs, 0, "the control must block the observer");
     });
 }

@@ -2,6 +2,7 @@
 //! local master keys given in a file (`KMS_FIELDS_LOCAL_KEY_<NAME>_FILE`). Setting variables
 //! in-process needs `unsafe` (forbidden here), so each test runs itself again as a child
 //! process with the variables set.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kms_fields::{DataKey, EncryptionContext, ErrorKind, KeySpec, Kms, blocking};
 

@@ -3,6 +3,7 @@
 //! (insertion order, integer ids unquoted), or with an empty context under `upgrade_context`.
 //! Google and Vault routing is checked with a recording provider standing in for those
 //! services (no server is involved: only what kms-fields sends is under test here).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
@@ -12,10 +13,13 @@ use async_trait::async_trait;
 use kms_fields::{EncryptionContext, KeySpec, Kms, Provider, ProviderKind, Result, encoding};
 use zeroize::Zeroizing;
 
+/// One call the recorder saw: key id, ciphertext, context bytes.
+type Seen = (String, Vec<u8>, Option<Vec<u8>>);
+
 #[derive(Debug)]
 struct Recorder {
     kind: ProviderKind,
-    seen: Mutex<Vec<(String, Vec<u8>, Option<Vec<u8>>)>>,
+    seen: Mutex<Vec<Seen>>,
 }
 
 #[async_trait]

@@ -1,4 +1,5 @@
 //! Debug and Display of keys, boxes, contexts, stored values and errors never show a secret.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kms_fields::cipher::{self, AttributeOptions};
 use kms_fields::provider::LocalKey;

@@ -5,6 +5,7 @@
 //!
 //! Environment: BULK_N (records, default 10000), BULK_N_SERIAL (records for concurrency 1,
 //! default 1000 — 10,000 would take 50 s for the same rate), MOTO_N (default 2000).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -4,6 +4,7 @@
 //!     cargo bench -p kms-fields-tests --bench rewrap            # REWRAP_N=100000
 //!
 //! Needs Postgres (KMS_FIELDS_PG_URL, default 127.0.0.1:5432/test).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Instant;
 

@@ -1,4 +1,5 @@
 //! Bulk operations and the decrypt cache.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -92,24 +93,33 @@ async fn one_failing_record_among_100_leaves_99_results_in_order() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn concurrency_is_bounded_and_used() {
+/// On tokio's paused clock (virtual time, advanced only when every task waits): 200 calls of
+/// 5 ms with 16 in flight take exactly ceil(200 / 16) = 13 rounds of 5 ms, whatever the load
+/// of the machine; serially they would take 1 s.
+#[test]
+fn concurrency_is_bounded_and_used() {
     let records = users(200);
     let latency = Arc::new(LatencyProvider::fixed(TestKey, Duration::from_millis(5)));
     let kms = Kms::builder()
         .provider(kms_fields::ProviderKind::Test, latency.clone())
         .build();
-    let started = std::time::Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let elapsed = rt.block_on(async {
+        let started = tokio::time::Instant::now();
+        let results = bulk::unlock_many(&kms, &records, 16).await;
+        assert!(results.iter().all(|r| r.is_ok()));
+        started.elapsed()
+    });
+    assert_eq!(latency.peak.load(Ordering::SeqCst), 16, "bounded, and used");
+    // virtual time: 13 rounds of 5 ms (each timer rounds up to the clock's 1 ms tick)
     assert!(
-        bulk::unlock_many(&kms, &records, 16)
-            .await
-            .iter()
-            .all(|r| r.is_ok())
+        elapsed >= Duration::from_millis(65) && elapsed <= Duration::from_millis(13 * 6),
+        "{elapsed:?}"
     );
-    let elapsed = started.elapsed();
-    assert_eq!(latency.peak.load(Ordering::SeqCst), 16);
-    // 200 calls × 5 ms / 16 in flight ≈ 63 ms; serial would be 1 s
-    assert!(elapsed < Duration::from_millis(600), "{elapsed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -161,11 +171,14 @@ async fn unlock_stream_keeps_order() {
     assert_eq!(ids, (1..=50).collect::<Vec<_>>());
 }
 
+/// Hits with a TTL no test run comes near (an hour), so a loaded machine cannot expire an
+/// entry between two reads; expiry with a 1 ms TTL and a 50 ms sleep, which can only be longer
+/// than asked (moka reads the monotonic clock, not tokio's, so paused time does not apply).
 #[tokio::test(flavor = "multi_thread")]
 async fn cache_hit_makes_no_call_and_ttl_expiry_makes_one() {
     let records = users(3);
     let kms = Kms::builder()
-        .decrypt_cache(DecryptCache::new(100, Duration::from_millis(300)))
+        .decrypt_cache(DecryptCache::new(100, Duration::from_secs(3600)))
         .build();
     records[0].clone().email(&kms).await.unwrap();
     assert_eq!(kms.stats().decrypts(), 1);
@@ -179,9 +192,15 @@ async fn cache_hit_makes_no_call_and_ttl_expiry_makes_one() {
     // another record is another key
     fresh(records[1].clone()).email(&kms).await.unwrap();
     assert_eq!(kms.stats().decrypts(), 2);
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    fresh(records[0].clone()).email(&kms).await.unwrap();
-    assert_eq!(kms.stats().decrypts(), 3, "after the TTL: one new call");
+
+    let short = Kms::builder()
+        .decrypt_cache(DecryptCache::new(100, Duration::from_millis(1)))
+        .build();
+    fresh(records[0].clone()).email(&short).await.unwrap();
+    assert_eq!(short.stats().decrypts(), 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    fresh(records[0].clone()).email(&short).await.unwrap();
+    assert_eq!(short.stats().decrypts(), 2, "after the TTL: one new call");
 }
 
 #[tokio::test(flavor = "multi_thread")]

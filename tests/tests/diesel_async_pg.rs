@@ -1,4 +1,5 @@
 //! The save flows through diesel-async on a real Postgres (feature `async-postgres`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};

@@ -1,6 +1,7 @@
 //! kms_encrypted's behavioural test suite, ported to kms-fields + Diesel and run against real
 //! Postgres, SQLite and MariaDB (one macro expansion per backend, not copies). KMS calls are
 //! counted the way the gem's tests count them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use diesel::prelude::*;
 use kms_fields::{EncryptionContext, ErrorKind, Kms, SaveFlow};

@@ -2,6 +2,7 @@
 //! the drongo emulator (PyPI). drongo's "ciphertext" is reversible base64 JSON, not encryption:
 //! these tests check request/response shapes, AAD plumbing and error mapping, nothing about
 //! the cryptography of Cloud KMS.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kms_fields::{DataKey, EncryptionContext, ErrorKind, KeySpec, blocking, encoding};
 use kms_fields_tests::{drongo_key, drongo_kms};

@@ -1,4 +1,5 @@
 //! The migration helpers' SQL runs on each backend and gives a table the model can use.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;

@@ -5,6 +5,7 @@
 //! Each invocation names its key id once: the models' `key_id` and the module's `KEY_ID` (which
 //! the provider set-up uses, e.g. to create the drongo key ring) are the same literal, and every
 //! test checks that the calls went to the provider that key id names.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use diesel::prelude::*;
 use kms_fields::{EncryptionContext, ErrorKind, Kms, KmsEncrypted, Operation, ProviderKind};

@@ -1,5 +1,6 @@
 //! Rotation at scale: table re-wrap and data-key rotation in batches, concurrent writers, two
 //! rotations at once, resumability, backfill, rate limits and progress.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -156,10 +157,11 @@ macro_rules! rotation_with_writers {
     let n = 1200;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let last: Arc<Mutex<HashMap<i32, String>>> = Arc::default();
+    let completed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writers: Vec<_> = (0..4)
         .map(|t: i32| {
             let mut conn = db.connect();
-            let (stop, last) = (stop.clone(), last.clone());
+            let (stop, last, completed) = (stop.clone(), last.clone(), completed.clone());
             std::thread::spawn(move || {
                 let kms = Kms::new();
                 let mut k = 0u32;
@@ -178,6 +180,7 @@ macro_rules! rotation_with_writers {
                         Err(e) => panic!("{e}"),
                     }
                     last.lock().unwrap().insert(id, value);
+                    completed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     writes += 1;
                 }
                 writes
@@ -186,10 +189,23 @@ macro_rules! rotation_with_writers {
         .collect();
     let mut conn = db.connect();
     let kms = Kms::new();
-    let summary = rotation::rotate_table(&mut conn, &kms, &v2_table(), TableOptions { mode, batch_size: 100, concurrency: 8, ..Default::default() }).unwrap();
+    // Overlap, counted: the progress callback runs after each batch; the writes completed
+    // between the first and the last report happened while the rotation was mid-table.
+    let (mut first_report, mut last_report, mut reports) = (None::<usize>, 0usize, 0usize);
+    let mut on_batch = |_: &kms_fields::table::Progress| {
+        let now = completed.load(std::sync::atomic::Ordering::SeqCst);
+        first_report.get_or_insert(now);
+        last_report = now;
+        reports += 1;
+    };
+    let summary = rotation::rotate_table(&mut conn, &kms, &v2_table(), TableOptions { mode, batch_size: 100, concurrency: 8, progress: Some(&mut on_batch), ..Default::default() }).unwrap();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let total_writes: i32 = writers.into_iter().map(|w| w.join().unwrap()).sum();
     assert!(total_writes >= 200);
+    let during = last_report - first_report.unwrap_or(last_report);
+    eprintln!("{total_writes} writes, {during} of them between the first and the last of {reports} batch reports");
+    assert!(reports >= 2, "{reports} progress reports");
+    assert!(during > 0, "no write happened while the rotation was between its first and last batch");
     assert!(summary.errors.is_empty(), "{:?}", summary.errors);
     // 0 lost updates: every row holds its writer's last value, every row decrypts
     let rows: Vec<UserV2> = users::table.order(users::id).select(UserV2::as_select()).load(&mut conn).unwrap();

@@ -1,6 +1,7 @@
 //! Table rotation and backfill through SeaORM (async) on Postgres and SQLite: 10,000-row
 //! re-wrap, a run aborted mid-batch (the future dropped) then finished by a rerun, two
 //! rotations at once on Postgres, data-key rotation, resumable backfill.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 

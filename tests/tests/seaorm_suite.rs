@@ -1,6 +1,7 @@
 //! kms_encrypted's behavioural suite through SeaORM 2 on Postgres, SQLite and MariaDB (the
 //! same ports as the Diesel suite, async), plus the bulk seal step for `insert_many` and the
 //! hook-driven saves.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kms_fields::{EncryptionContext, ErrorKind, Kms, SaveFlow, bulk};
 use kms_fields_seaorm::{

@@ -3,7 +3,7 @@
 //! frozen-byte tests.
 //!
 //! Security invariants of the primitives below:
-//! - a segment's plaintext leaves [`Opener`] only after its tag verified;
+//! - a segment's plaintext leaves `Opener` only after its tag verified;
 //! - the nonce of segment `i` is `prefix ‖ i ‖ last`, so segments cannot be reordered, dropped
 //!   from the end, or moved from another object (another salt means another key, and another
 //!   prefix means another nonce);
@@ -265,8 +265,10 @@ pub(crate) fn layout(stored_len: u64, segment_size: u32) -> Result<Layout> {
 }
 
 /// The plaintext length of a `stored_len`-byte object (inverse of [`encrypted_len`]);
-/// `DecryptionFailed` if no plaintext length encodes to `stored_len`.
+/// `DecryptionFailed` if no plaintext length encodes to `stored_len`, and, as for
+/// [`encrypted_len`], a `Config` error for a segment size outside 1 KiB ..= 16 MiB.
 pub fn plaintext_len(stored_len: u64, segment_size: u32) -> Result<u64> {
+    check_segment_size(segment_size)?;
     Ok(layout(stored_len, segment_size)?.plaintext_len)
 }
 
@@ -633,6 +635,20 @@ mod tests {
             encrypted_len((1024 << 32) + 1, s).unwrap_err().kind(),
             ErrorKind::Config
         );
+    }
+
+    #[test]
+    fn plaintext_len_rejects_a_segment_size_encrypted_len_rejects() {
+        for bad in [0, 1, 1023, (16 << 20) + 1, u32::MAX] {
+            assert_eq!(encrypted_len(0, bad).unwrap_err().kind(), ErrorKind::Config);
+            for stored in [64, 48 + 16 + 100, 1 << 20] {
+                assert_eq!(
+                    plaintext_len(stored, bad).unwrap_err().kind(),
+                    ErrorKind::Config,
+                    "segment size {bad}, stored length {stored}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -438,8 +438,9 @@ impl AttachmentStore {
 
     /// Read plaintext bytes `range` as a stream: one read of the header, one ranged read of
     /// the segments that cover the range; only those are decrypted. `end` past the size is
-    /// clamped; `start` at or past the size (for a non-empty range) or `start > end` is an
-    /// [`InvalidRange`](ErrorKind::InvalidRange) error; an empty range yields nothing.
+    /// clamped; `start` at or past the size (for a non-empty range), `start` past the size, or
+    /// `start > end` is an [`InvalidRange`](ErrorKind::InvalidRange) error; an empty range
+    /// `start..start` with `start <= size` yields nothing.
     pub async fn get_range_stream(
         &self,
         path: &Path,

@@ -8,23 +8,17 @@ use crate::error::{Error, Result};
 
 use super::{NONCE_LEN, TAG_LEN};
 
-/// Which AES-256-GCM implementation to use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which AES-256-GCM implementation to use (the default: `AwsLc` when compiled in, else
+/// `RustCrypto`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Backend {
     /// RustCrypto `aes-gcm`.
+    #[cfg_attr(not(feature = "aws-lc"), default)]
     RustCrypto,
     /// `aws-lc-rs` (feature `aws-lc`).
     #[cfg(feature = "aws-lc")]
+    #[default]
     AwsLc,
-}
-
-impl Default for Backend {
-    fn default() -> Self {
-        #[cfg(feature = "aws-lc")]
-        return Backend::AwsLc;
-        #[cfg(not(feature = "aws-lc"))]
-        Backend::RustCrypto
-    }
 }
 
 impl Backend {

@@ -530,6 +530,33 @@ fn decode_plaintext(b64: &str) -> Result<Zeroizing<Vec<u8>>> {
         .map_err(|_| Error::new(ErrorKind::Provider, "Vault returned invalid base64"))
 }
 
+/// The fuzz target's part (see `crate::fuzzing::providers`): an error body mapped for every
+/// status, and a base64 plaintext.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_responses(body: &[u8]) {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    for status in [200u16, 400, 403, 404, 429, 500, 503] {
+        let e = map_status("decrypt", "vault/k", status, messages(&v));
+        if e.is_retryable() {
+            assert_eq!(e.kind(), ErrorKind::Provider);
+        }
+        if e.kind() == ErrorKind::DecryptionFailed
+            && !e.to_string().to_lowercase().contains("invalid ciphertext")
+        {
+            assert!(e.to_string().starts_with("Decryption failed"), "{e}");
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(body) {
+        match decode_plaintext(text) {
+            Ok(p) => assert_eq!(encoding::lenient_decode(text).ok().as_deref(), Some(&p[..])),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Provider),
+        }
+        if let Ok(c) = ciphertext_str(body) {
+            assert_eq!(c, text);
+        }
+    }
+}
+
 fn ciphertext_str(ciphertext: &[u8]) -> Result<&str> {
     std::str::from_utf8(ciphertext)
         .map_err(|_| Error::bad_format("a Vault ciphertext is ASCII (vault:vN:…)"))

@@ -1,0 +1,3 @@
+#![no_main]
+//! `kms_fields::fuzzing::attachments` (the properties are documented there).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kms_fields::fuzzing::attachments(data));

@@ -1,0 +1,3 @@
+#![no_main]
+//! `kms_fields::fuzzing::attribute_cipher` (the properties are documented there).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kms_fields::fuzzing::attribute_cipher(data));
