@@ -306,6 +306,7 @@ async fn seaorm_full_rotation_with_attachments() {
 #[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, kms_fields::KmsEncrypted)]
 #[diesel(table_name = users)]
 #[kms(model_name = "User")]
+#[allow(clippy::duplicated_attributes)]
 #[kms(
     key(key_id = "insecure-test-key"),
     key(name = "phone", key_id = "insecure-test-key", attachments)

@@ -3,6 +3,8 @@
 //! re-wrap, a table rotation revisits rows it had to skip, ids never come from `lastval()`, and
 //! a KMS that hangs never holds a write transaction open past the deadline.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
