@@ -22,13 +22,16 @@ if [ ${#TARGETS[@]} -eq 0 ]; then
 fi
 nice -n 19 cargo +nightly fuzz build -O >&2
 status=0
+jobs=()
+# several processes per target only when asked (libFuzzer then writes fuzz-N.log in fuzz/)
+[ "${FUZZ_JOBS:-1}" -gt 1 ] && jobs=(-jobs="$FUZZ_JOBS" -workers="$FUZZ_JOBS")
 for t in "${TARGETS[@]}"; do
   scratch="$ROOT/.tmp/fuzz-corpus/$t"
   mkdir -p "$scratch" "$ROOT/.tmp/fuzz-logs"
   log="$ROOT/.tmp/fuzz-logs/$t.log"
   if nice -n 19 cargo +nightly fuzz run -O "$t" "$scratch" "corpus/$t" -- \
       -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -print_final_stats=1 \
-      -jobs="${FUZZ_JOBS:-1}" -workers="${FUZZ_JOBS:-1}" >"$log" 2>&1; then
+      "${jobs[@]}" >"$log" 2>&1; then
     found=0
   else
     found=1; status=1
