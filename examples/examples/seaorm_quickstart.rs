@@ -2,9 +2,11 @@
 //!
 //!     cargo run --example seaorm_quickstart
 //!
-//! Migrates the schema (sea-orm-migration), saves users through the ActiveModelBehavior hooks
-//! (`am.insert(db)` encrypts and wraps by itself), bulk-inserts more with the explicit seal
-//! step, reads them back with one KMS call per record key, rotates a key, and prints the rows.
+//! Migrates the schema (sea-orm-migration), saves a user with `kms_fields_seaorm::insert` (on
+//! SQLite the database assigns the id, so the key is wrapped after the INSERT in one
+//! transaction; the generated ActiveModelBehavior hooks run too and handle later updates),
+//! bulk-inserts more, reads them back with one KMS call per record key, rotates a key, and
+//! prints the rows.
 
 use std::sync::LazyLock;
 
@@ -72,19 +74,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         path.display()
     );
 
-    // one record through the hooks: set plaintexts on the Model, insert its ActiveModel
+    // one record: set plaintexts on the Model, save it with the after-insert flow (SQLite
+    // assigns the id; `am.insert(db)` through the hooks would refuse and say to call this)
     let mut ada = user::Model {
         name: Some("Ada".into()),
         ..Default::default()
     };
     ada.set_email(kms(), Some("ada@example.org")).await?;
     ada.set_phone(kms(), Some("+44 20 7946 0018")).await?;
-    let ada = ada.into_active_model().insert(&db).await?;
+    let flow = kms_fields_seaorm::insert(&db, kms(), &mut ada).await?;
     println!(
-        "saved Ada (id {}) through ActiveModelBehavior: key column {}",
+        "saved Ada (id {}) with the {flow:?} flow: key column {}",
         ada.id,
         short(ada.encrypted_kms_key.stored())
     );
+    // an ordinary SeaORM update goes through the generated hooks
+    let mut am = ada.into_active_model();
+    am.name = sea_orm::Set(Some("Ada L.".into()));
+    let ada = am.update(&db).await?;
+    println!("renamed her to {:?} with am.update(db)", ada.name);
 
     // many records: insert_many runs no hooks, so use the bulk flow
     let mut batch = Vec::new();
