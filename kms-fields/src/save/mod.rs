@@ -34,7 +34,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::kms::Kms;
 use crate::model::{self, IdKind, KeyColumn, KmsModel, SaveFlow};
 use crate::sql::{self, BackendKind};
-use crate::table::TableDb;
+use crate::table::{TableDb, finish};
 
 /// How often the after-insert transaction is tried when its KMS calls fail retryably.
 const TRANSACTION_ATTEMPTS: usize = 3;
@@ -77,21 +77,6 @@ fn first_error(results: Vec<Result<usize>>) -> Result<()> {
         .into_iter()
         .find_map(|r| r.err())
         .map_or(Ok(()), Err)
-}
-
-/// Commit when `result` is Ok, else roll back (the original error matters more than a failed
-/// rollback).
-async fn finish<D: TableDb + ?Sized, T>(db: &mut D, result: Result<T>) -> Result<T> {
-    match result {
-        Ok(v) => {
-            db.commit().await?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = db.rollback().await;
-            Err(e)
-        }
-    }
 }
 
 /// Insert a new record, wrapping its new data keys with the flow [`plan`] picks (see the

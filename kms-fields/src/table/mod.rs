@@ -36,6 +36,7 @@ mod run;
 mod statements;
 
 pub use blind_index::backfill_blind_index;
+pub(crate) use run::finish;
 pub use run::{Row, TableDb, backfill_table, key_versions, rotate_table};
 
 use std::time::Duration;

@@ -62,7 +62,7 @@ pub trait TableDb: Send {
 }
 
 /// End the transaction `f` ran in: commit when it succeeded, roll back when it failed.
-async fn finish<D: TableDb + ?Sized, T>(db: &mut D, result: Result<T>) -> Result<T> {
+pub(crate) async fn finish<D: TableDb + ?Sized, T>(db: &mut D, result: Result<T>) -> Result<T> {
     match result {
         Ok(v) => {
             db.commit().await?;
