@@ -4,6 +4,8 @@
 //! kms-fields status --database-url URL --table users [--key-column encrypted_kms_key]
 //! kms-fields rewrap --database-url URL --table users --model-name User --to-version 2 \
 //!     --key-id alias/users-2026 [--previous 1=alias/users] [--batch 1000] [--concurrency 64] [--rate 500]
+//! kms-fields migrate-kms-rails --database-url URL --table users --model-name User --key-id K \
+//!     --column address_enc [--context purpose=test] [--batch 1000] [--concurrency 64]
 //! kms-fields box encrypt --key-id K [--context k=v]... [MESSAGE]   (stdin when no MESSAGE)
 //! kms-fields box decrypt --key-id K [--version N] [--previous N=K]... [--context k=v]... [CIPHERTEXT]
 //! kms-fields keygen
@@ -13,8 +15,10 @@
 //!
 //! Key ids pick their provider as in the library (`insecure-test-key`, `local/<name>`, AWS ARNs,
 //! aliases and UUIDs with the standard AWS configuration). URLs: `postgres://…`, `mysql://…`,
-//! `sqlite://<path>` or a file path. Exit status: 0 success, 1 rows or values failed, 2 usage or
-//! connection errors.
+//! `sqlite://<path>` or a file path — prefer `DATABASE_URL` in the environment to
+//! `--database-url` when it holds a password, and stdin to a `box encrypt` MESSAGE argument
+//! (arguments are visible in `ps` and shell history; the command warns). Exit status: 0
+//! success, 1 rows or values failed (or rows remain), 2 usage or connection errors.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -42,6 +46,9 @@ enum Command {
     Status(Status),
     /// Re-wrap every row's data key with the current version (resumable, safe to interrupt).
     Rewrap(Rewrap),
+    /// Move kms_rails values (rows with a NULL key column) to the per-record format; exits 0
+    /// once none are left — then remove the attributes' kms_rails flag.
+    MigrateKmsRails(MigrateKmsRails),
     /// Encrypt or decrypt a value with the KMS directly (kms_encrypted's Box format).
     #[command(subcommand, name = "box")]
     Box(BoxCmd),
@@ -129,6 +136,13 @@ struct Rewrap {
     /// A version rows may still have, with its key id: `1=alias/old` (repeatable).
     #[arg(long = "previous", value_parser = parse_previous)]
     previous: Vec<(u32, String)>,
+    #[command(flatten)]
+    run: Run,
+}
+
+/// Batching and progress options shared by the table commands.
+#[derive(Args)]
+struct Run {
     /// Rows per batch.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
@@ -144,6 +158,31 @@ struct Rewrap {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Args)]
+struct MigrateKmsRails {
+    #[command(flatten)]
+    db: Db,
+    /// The model name of the default context {model_name, model_id}.
+    #[arg(long)]
+    model_name: String,
+    /// The primary key column (integer).
+    #[arg(long, default_value = "id")]
+    id_column: String,
+    /// The key id the kms_rails values were encrypted with, which also wraps the new
+    /// per-record keys (version 1, as the model's key).
+    #[arg(long)]
+    key_id: String,
+    /// A binary `<attr>_enc` column holding kms_rails values (repeatable); native mode, its
+    /// attribute name (associated data) is the column name without `_enc`.
+    #[arg(long = "column", required = true)]
+    columns: Vec<String>,
+    /// kms_rails' `context_key=context_value`, if the attributes had one.
+    #[arg(long, value_parser = parse_pair)]
+    context: Option<(String, String)>,
+    #[command(flatten)]
+    run: Run,
 }
 
 #[derive(Subcommand)]
@@ -202,6 +241,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Status(s) => status(s),
         Command::Rewrap(r) => rewrap(r),
+        Command::MigrateKmsRails(m) => migrate_kms_rails(m),
         Command::Box(b) => boxed(b),
         Command::Keygen => keygen(),
         Command::ContextHash(c) => context_hash(c),
@@ -223,6 +263,11 @@ enum AnyConnection {
 }
 
 fn connect(url: &str) -> Result<AnyConnection, Failure> {
+    if redact_url(url) != url && std::env::var("DATABASE_URL").ok().as_deref() != Some(url) {
+        eprintln!(
+            "kms-fields: warning: the database password is on the command line (visible in ps and shell history): set DATABASE_URL in the environment instead"
+        );
+    }
     let fail = |e: diesel::ConnectionError| {
         Failure(2, format!("cannot connect to {}: {e}", redact_url(url)))
     };
@@ -335,35 +380,9 @@ fn rewrap(r: Rewrap) -> Result<(), Failure> {
     table.id_column = r.id_column.clone();
     let kms = Kms::from_env();
     let mut conn = connect(&r.db.database_url)?;
-    let bar = if r.quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(0)
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}  {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let mut report = |p: &Progress| {
-        bar.set_length(p.total);
-        bar.set_position(p.done);
-        if p.errors > 0 || p.conflicts > 0 {
-            bar.set_message(format!(
-                "{} errors, {} conflicts retried",
-                p.errors, p.conflicts
-            ));
-        }
-    };
-    let opts = TableOptions {
-        batch_size: r.batch,
-        concurrency: r.concurrency,
-        rate_per_second: r.rate,
-        max_batches: r.max_batches,
-        progress: Some(&mut report),
-        ..Default::default()
-    };
+    let bar = progress_bar(&r.run);
+    let mut report = |p: &Progress| show_progress(&bar, p);
+    let opts = r.run.options(&mut report);
     let summary = with_conn!(conn, c => {
         check_columns(c, &r.db.table, &[&r.id_column, &r.db.key_column])?;
         rotation::rotate_table(c, &kms, &table, opts)?
@@ -380,12 +399,7 @@ fn rewrap(r: Rewrap) -> Result<(), Failure> {
         summary.errors.len(),
         summary.remaining
     );
-    for e in summary.errors.iter().take(20) {
-        eprintln!("  row {} ({}={}): {}", e.id, r.id_column, e.id, e.error);
-    }
-    if summary.errors.len() > 20 {
-        eprintln!("  … and {} more", summary.errors.len() - 20);
-    }
+    print_row_errors(&summary, &r.id_column);
     if summary.errors.is_empty() && summary.remaining == 0 {
         return Ok(());
     }
@@ -395,6 +409,110 @@ fn rewrap(r: Rewrap) -> Result<(), Failure> {
             "{} rows are not on v{} yet ({} failed; the others were not reached or kept changing): fix what the errors say and run again",
             summary.remaining,
             r.to_version,
+            summary.errors.len()
+        ),
+    ))
+}
+
+fn progress_bar(run: &Run) -> indicatif::ProgressBar {
+    let bar = if run.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(0)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn show_progress(bar: &indicatif::ProgressBar, p: &Progress) {
+    bar.set_length(p.total);
+    bar.set_position(p.done);
+    if p.errors > 0 || p.conflicts > 0 {
+        bar.set_message(format!(
+            "{} errors, {} conflicts retried",
+            p.errors, p.conflicts
+        ));
+    }
+}
+
+impl Run {
+    fn options<'a>(&self, report: &'a mut (dyn FnMut(&Progress) + Send)) -> TableOptions<'a> {
+        TableOptions {
+            batch_size: self.batch,
+            concurrency: self.concurrency,
+            rate_per_second: self.rate,
+            max_batches: self.max_batches,
+            progress: Some(report),
+            ..Default::default()
+        }
+    }
+}
+
+fn print_row_errors(summary: &rotation::Summary, id_column: &str) {
+    for e in summary.errors.iter().take(20) {
+        eprintln!("  row {} ({id_column}={}): {}", e.id, e.id, e.error);
+    }
+    if summary.errors.len() > 20 {
+        eprintln!("  … and {} more", summary.errors.len() - 20);
+    }
+}
+
+fn migrate_kms_rails(m: MigrateKmsRails) -> Result<(), Failure> {
+    let spec = KeySpec::new().key_id(&m.key_id);
+    let mut table = TableSpec::new(&m.db.table, &m.model_name, &m.db.key_column, spec);
+    table.id_column = m.id_column.clone();
+    table.attributes = m
+        .columns
+        .iter()
+        .map(|c| rotation::AttrSpec {
+            column: c.clone(),
+            binary: true,
+            associated_data: c.strip_suffix("_enc").unwrap_or(c).as_bytes().to_vec(),
+            padding: None,
+            kms_rails: Some(rotation::KmsRailsSource {
+                context: m.context.clone(),
+            }),
+        })
+        .collect();
+    let kms = Kms::from_env();
+    let mut conn = connect(&m.db.database_url)?;
+    let bar = progress_bar(&m.run);
+    let mut report = |p: &Progress| show_progress(&bar, p);
+    let opts = m.run.options(&mut report);
+    let mut columns: Vec<&str> = vec![&m.id_column, &m.db.key_column];
+    columns.extend(m.columns.iter().map(String::as_str));
+    let summary = with_conn!(conn, c => {
+        check_columns(c, &m.db.table, &columns)?;
+        rotation::migrate_kms_rails_table(c, &kms, &table, opts)?
+    });
+    bar.finish_and_clear();
+    println!(
+        "migrated {} rows from kms_rails to the per-record format in {:.1} s; {} written meanwhile by others, {} errors; {} rows still hold kms_rails values",
+        summary.done,
+        summary.elapsed.as_secs_f64(),
+        summary.conflicts,
+        summary.errors.len(),
+        summary.remaining
+    );
+    print_row_errors(&summary, &m.id_column);
+    if summary.remaining == 0 {
+        println!(
+            "finished: no kms_rails values are left in {} ({}) — remove the kms_rails flag from these attributes now (while it is there, a NULLed key column makes reads take the unauthenticated kms_rails path)",
+            m.db.table,
+            m.columns.join(", ")
+        );
+        return Ok(());
+    }
+    Err(Failure(
+        1,
+        format!(
+            "{} rows still hold kms_rails values ({} failed): fix what the errors say and run again",
+            summary.remaining,
             summary.errors.len()
         ),
     ))
@@ -425,6 +543,11 @@ fn boxed(cmd: BoxCmd) -> Result<(), Failure> {
     let b = KmsBox::new(Kms::from_env(), spec);
     let ctx: Option<EncryptionContext> =
         (!args.context.is_empty()).then(|| args.context.iter().cloned().collect());
+    if encrypt && args.input.is_some() {
+        eprintln!(
+            "kms-fields: warning: the message is on the command line (visible in ps and shell history): pipe it on stdin instead"
+        );
+    }
     let input = read_input(args.input)?;
     let mut out = std::io::stdout();
     if encrypt {

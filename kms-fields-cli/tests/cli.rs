@@ -9,7 +9,10 @@ use kms_fields_tests::seed_users;
 
 fn cli() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kms-fields"));
-    c.env_remove("KMS_KEY_ID").env_remove("DATABASE_URL");
+    c.env_remove("KMS_KEY_ID")
+        .env_remove("DATABASE_URL")
+        // these tests use the insecure test key
+        .env("KMS_FIELDS_INSECURE_TEST_KEY", "1");
     c
 }
 
@@ -436,6 +439,7 @@ fn context_hash_matches_the_openbao_audit_log() {
     let t = kms_fields_tests::openbao::Transit::new();
     t.create_key("users", true);
     let kms = Kms::builder()
+        .insecure_test_key()
         .vault(t.provider(&kms_fields_tests::openbao::root_token()))
         .build();
     let spec = KeySpec::new().key_id("vault/users");
@@ -498,4 +502,138 @@ fn rewrap_exits_1_while_rows_remain_on_older_versions() {
         "{}",
         text(&o)
     );
+}
+
+/// Issue 19.6: the insecure test key is opt-in — a key id naming it fails loudly (a
+/// misconfigured `KMS_KEY_ID` must not "encrypt" with a public key), unless
+/// `KMS_FIELDS_INSECURE_TEST_KEY=1`.
+#[test]
+fn the_insecure_test_key_is_refused_unless_enabled() {
+    let o = cli()
+        .env_remove("KMS_FIELDS_INSECURE_TEST_KEY")
+        .args(["box", "encrypt", "--key-id", "insecure-test-key"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("the insecure test key is not enabled"),
+        "{}",
+        text(&o)
+    );
+    assert!(o.stdout.is_empty(), "nothing written: {}", text(&o));
+    let o = cli()
+        .args(["box", "encrypt", "--key-id", "insecure-test-key"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("v1:"));
+}
+
+/// Issue 19.3: `migrate-kms-rails` moves kms_rails values (made as the gem makes them, on moto)
+/// to the per-record format, exits 1 while values remain and says when it is finished.
+#[test]
+fn migrate_kms_rails_reports_when_the_table_is_done() {
+    use diesel::prelude::*;
+    use kms_fields_tests::models::{RAILS_KEY_ID, RailsUser};
+    use kms_fields_tests::schema::users;
+
+    let key_id = kms_fields_tests::moto_key();
+    RAILS_KEY_ID.set(key_id.clone()).unwrap();
+    let (db, mut conn) = PgDb::new();
+    for i in 1..=3 {
+        let value = kms_fields_tests::kms_rails_value(
+            &key_id,
+            ("purpose", "test"),
+            &format!("{i} Main St"),
+        );
+        diesel::insert_into(users::table)
+            .values((users::id.eq(i), users::address_enc.eq(&value)))
+            .execute(&mut conn)
+            .unwrap();
+    }
+    let migrate = |extra: &[&str]| {
+        let mut c = cli();
+        c.env("AWS_ENDPOINT_URL", kms_fields_tests::moto_url())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("DATABASE_URL", db.url())
+            .args([
+                "migrate-kms-rails",
+                "--table",
+                "users",
+                "--model-name",
+                "User",
+                "--key-id",
+                &key_id,
+                "--column",
+                "address_enc",
+                "--context",
+                "purpose=test",
+                "--quiet",
+            ])
+            .args(extra);
+        c.output().unwrap()
+    };
+    let o = migrate(&["--batch", "1", "--max-batches", "1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("2 rows still hold kms_rails values"),
+        "{}",
+        text(&o)
+    );
+    let o = migrate(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("migrated 2 rows"), "{}", text(&o));
+    assert!(
+        text(&o).contains("finished: no kms_rails values are left"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !text(&o).contains("warning"),
+        "URL from the environment: {}",
+        text(&o)
+    );
+    let kms = kms_fields_tests::moto_kms();
+    let rows: Vec<RailsUser> = users::table
+        .order(users::id)
+        .select(RailsUser::as_select())
+        .load(&mut conn)
+        .unwrap();
+    for (i, r) in rows.iter().enumerate() {
+        assert!(r.encrypted_kms_key.stored().unwrap().starts_with("v1:"));
+        assert_eq!(
+            r.address_blocking(&kms).unwrap(),
+            Some(format!("{} Main St", i + 1))
+        );
+    }
+}
+
+/// Issue 19.7: secrets on the command line (a password in --database-url, a box message as
+/// an argument) work but warn, naming the safer way.
+#[test]
+fn secrets_on_the_command_line_warn() {
+    let o = run(&[
+        "status",
+        "--database-url",
+        "postgres://postgres:secret@127.0.0.1:1/none",
+        "--table",
+        "users",
+    ]);
+    assert!(
+        text(&o).contains("password is on the command line") && text(&o).contains("DATABASE_URL"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !text(&o).contains("secret"),
+        "the password is never printed: {}",
+        text(&o)
+    );
+    let o = run(&["box", "encrypt", "--key-id", "insecure-test-key", "hello"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("pipe it on stdin"), "{}", text(&o));
 }

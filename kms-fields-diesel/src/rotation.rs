@@ -21,7 +21,8 @@ use diesel::row::NamedRow;
 use diesel::sql_types::{BigInt, Binary, Nullable, Text};
 use kms_fields::table;
 pub use kms_fields::table::{
-    AttrSpec, Progress, RotationMode, Row, RowError, Summary, TableOptions, TableSpec,
+    AttrSpec, KmsRailsSource, Progress, RotationMode, Row, RowError, Summary, TableOptions,
+    TableSpec,
 };
 use kms_fields::{Kms, Result, blocking};
 
@@ -84,6 +85,24 @@ pub fn backfill_table<C: KmsConnection>(
         kms,
         t,
         sources,
+        opts,
+    ))
+}
+
+/// Move the table's kms_rails values to the per-record format (feature `kms-rails`;
+/// [`kms_fields::table::migrate_kms_rails_table`] on this connection). `Summary::remaining ==
+/// 0` means finished: remove the attribute's `kms_rails` flag then.
+#[cfg(feature = "kms-rails")]
+pub fn migrate_kms_rails_table<C: KmsConnection>(
+    conn: &mut C,
+    kms: &Kms,
+    t: &TableSpec,
+    opts: TableOptions<'_>,
+) -> Result<Summary> {
+    blocking::run(table::migrate_kms_rails_table(
+        &mut DieselDb::new(conn),
+        kms,
+        t,
         opts,
     ))
 }

@@ -20,7 +20,8 @@
 
 use kms_fields::table;
 pub use kms_fields::table::{
-    AttrSpec, Progress, RotationMode, Row, RowError, Summary, TableOptions, TableSpec,
+    AttrSpec, KmsRailsSource, Progress, RotationMode, Row, RowError, Summary, TableOptions,
+    TableSpec,
 };
 use kms_fields::{Kms, Result};
 use sea_orm::{ConnectionTrait, TransactionTrait};
@@ -48,6 +49,19 @@ pub async fn backfill_table<C: ConnectionTrait + TransactionTrait + Sync>(
     opts: TableOptions<'_>,
 ) -> Result<Summary> {
     table::backfill_table(&mut sea::<C, ()>(db), kms, t, sources, opts).await
+}
+
+/// Move the table's kms_rails values to the per-record format (feature `kms-rails`;
+/// [`kms_fields::table::migrate_kms_rails_table`] on this connection). `Summary::remaining ==
+/// 0` means finished: remove the attribute's `kms_rails` flag then.
+#[cfg(feature = "kms-rails")]
+pub async fn migrate_kms_rails_table<C: ConnectionTrait + TransactionTrait + Sync>(
+    db: &C,
+    kms: &Kms,
+    t: &TableSpec,
+    opts: TableOptions<'_>,
+) -> Result<Summary> {
+    table::migrate_kms_rails_table(&mut sea::<C, ()>(db), kms, t, opts).await
 }
 
 /// Rows per key version of a key column: `("v1:", n)`, `("NULL", n)`, `("legacy", n)`.

@@ -1,7 +1,8 @@
 //! The optional decrypt cache (feature `cache`, off unless configured on the [`Kms`](crate::Kms)).
 //!
-//! Bounded by entries, with an absolute time to live, keyed by provider, key id, wrapped key
-//! and context: the same stored key column read again within the TTL costs no KMS call, and
+//! Bounded by entries, with an absolute time to live, keyed by provider *instance* (two AWS
+//! clients of two accounts never share an entry, so each client's own permission check runs),
+//! key id, wrapped key and context: the same stored key column read again within the TTL costs no KMS call, and
 //! concurrent reads of one wrapped key share one call. Data keys are held as `Arc<DataKey>`,
 //! zeroized when the last reference goes (eviction, expiry, or the reader dropping its copy).
 //!
@@ -17,11 +18,14 @@ use moka::future::Cache;
 
 use crate::data_key::DataKey;
 use crate::error::Error;
-use crate::provider::ProviderKind;
+use crate::provider::Provider;
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey {
-    pub(crate) kind: ProviderKind,
+    /// The address of the provider instance that unwrapped the key. The entry holds that
+    /// instance (see [`Cached`]), so no other provider can be allocated at the same address
+    /// while the entry lives.
+    pub(crate) provider: usize,
     pub(crate) key_id: String,
     pub(crate) wrapped: Vec<u8>,
     pub(crate) context: Option<String>,
@@ -38,7 +42,31 @@ pub(crate) struct CacheKey {
 /// ```
 #[derive(Clone)]
 pub struct DecryptCache {
-    pub(crate) inner: Cache<CacheKey, Arc<DataKey>>,
+    pub(crate) inner: Cache<CacheKey, Cached>,
+}
+
+/// A cached data key and the provider instance its [`CacheKey`] names.
+#[derive(Clone)]
+pub(crate) struct Cached {
+    key: Arc<DataKey>,
+    _provider: Arc<dyn Provider>,
+}
+
+impl CacheKey {
+    /// The key of an entry fetched through `provider`.
+    pub(crate) fn new(
+        provider: &Arc<dyn Provider>,
+        key_id: String,
+        wrapped: Vec<u8>,
+        context: Option<String>,
+    ) -> Self {
+        Self {
+            provider: Arc::as_ptr(provider).cast::<()>() as usize,
+            key_id,
+            wrapped,
+            context,
+        }
+    }
 }
 
 impl DecryptCache {
@@ -71,14 +99,22 @@ impl DecryptCache {
     pub(crate) async fn get_or_fetch<F>(
         &self,
         key: CacheKey,
+        provider: Arc<dyn Provider>,
         fetch: F,
     ) -> crate::Result<Arc<DataKey>>
     where
         F: std::future::Future<Output = crate::Result<DataKey>>,
     {
+        debug_assert_eq!(key.provider, Arc::as_ptr(&provider).cast::<()>() as usize);
         self.inner
-            .try_get_with(key, async move { fetch.await.map(Arc::new) })
+            .try_get_with(key, async move {
+                fetch.await.map(|k| Cached {
+                    key: Arc::new(k),
+                    _provider: provider,
+                })
+            })
             .await
+            .map(|c| c.key)
             .map_err(|e: Arc<Error>| clone_error(&e))
     }
 }

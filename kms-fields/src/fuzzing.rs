@@ -71,7 +71,12 @@ fn context() -> EncryptionContext {
 
 fn kms() -> &'static Kms {
     static KMS: OnceLock<Kms> = OnceLock::new();
-    KMS.get_or_init(|| Kms::builder().local(local_provider()).build())
+    KMS.get_or_init(|| {
+        Kms::builder()
+            .insecure_test_key()
+            .local(local_provider())
+            .build()
+    })
 }
 
 fn local_provider() -> LocalKey {
@@ -650,10 +655,10 @@ pub fn kms_box(data: &[u8]) {
         }
         let (edits, message) = rest.split_at(6);
         let message = String::from_utf8_lossy(message).into_owned();
-        if KmsBox::is_sealed(&message) {
-            return; // sealing a sealed value returns it unchanged (documented)
-        }
-        let sealed = run(b.seal(&message, ctx)).unwrap_or_else(|e| panic!("{e}"));
+        // always sealed, even a message that looks sealed (issue 19.2)
+        let sealed = run(b.seal(&message, ctx))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_string();
         let opened: String = run(b.open(&sealed, ctx)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(opened, message);
         let direct = run(b.encrypt(message.as_bytes(), ctx)).unwrap_or_else(|e| panic!("{e}"));
@@ -1159,7 +1164,9 @@ pub fn seeds(vectors: &str) -> Vec<(&'static str, String, Vec<u8>)> {
         };
         let b = KmsBox::new(kms().clone(), KeySpec::new().key_id(key_id));
         let c = (selector & 2 != 0).then_some(&ctx);
-        let sealed = run(b.seal("small secret", c)).unwrap_or_default();
+        let sealed = run(b.seal("small secret", c))
+            .map(crate::Sealed::into_string)
+            .unwrap_or_default();
         add(
             &mut out,
             "kms_box",

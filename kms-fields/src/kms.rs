@@ -44,11 +44,15 @@ pub struct Kms {
     tx_deadline: std::time::Duration,
 }
 
+/// The environment variable that enables the insecure test key in [`Kms::from_env`] (`1`).
+pub const INSECURE_TEST_KEY_ENV: &str = "KMS_FIELDS_INSECURE_TEST_KEY";
+
 /// The default of [`Kms::with_transaction_deadline`].
 pub const DEFAULT_TRANSACTION_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 struct Inner {
-    test: Arc<dyn Provider>,
+    /// `None` unless enabled ([`KmsBuilder::insecure_test_key`], [`Kms::new`]).
+    test: Option<Arc<dyn Provider>>,
     local: Arc<dyn Provider>,
     aws: Option<Arc<dyn Provider>>,
     vault: Option<Arc<dyn Provider>>,
@@ -82,7 +86,32 @@ impl fmt::Debug for KmsBuilder {
 }
 
 impl KmsBuilder {
-    /// Replace the test-key provider (e.g. with a latency or fault wrapper around [`TestKey`]).
+    /// Enable the offline test key (`insecure-test-key`, [`TestKey`]) — for tests and examples
+    /// only: it has no secrecy (anyone can unwrap what it wraps). Without it (or
+    /// [`test_key`](Self::test_key)) a key id naming the test key is a `Config` error, so a
+    /// production deployment whose `KMS_KEY_ID` is wrong fails loudly instead of "encrypting"
+    /// with a public key. [`Kms::new`] enables it.
+    ///
+    /// ```
+    /// use kms_fields::{DataKey, EncryptionContext, ErrorKind, KeySpec, Kms};
+    /// # kms_fields::blocking::block_on(async {
+    /// let spec = KeySpec::new().key_id("insecure-test-key");
+    /// let ctx = |_| Ok(Some(EncryptionContext::for_model("User", 1)));
+    /// let key = DataKey::generate()?;
+    /// let production = Kms::builder().build();
+    /// let e = production.wrap_data_key(&spec, None, &key, &ctx).await.unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::Config);
+    /// let tests = Kms::builder().insecure_test_key().build();
+    /// assert!(tests.wrap_data_key(&spec, None, &key, &ctx).await.is_ok());
+    /// # Ok::<(), kms_fields::Error>(())
+    /// # }).unwrap().unwrap();
+    /// ```
+    pub fn insecure_test_key(mut self) -> Self {
+        self.test = Some(Arc::new(TestKey));
+        self
+    }
+    /// Enable the test key with a provider of its own (e.g. a latency or fault wrapper around
+    /// [`TestKey`]); the same caveat as [`insecure_test_key`](Self::insecure_test_key).
     pub fn test_key(mut self, p: impl Provider + 'static) -> Self {
         self.test = Some(Arc::new(p));
         self
@@ -149,7 +178,7 @@ impl KmsBuilder {
             limiter: None,
             tx_deadline: DEFAULT_TRANSACTION_DEADLINE,
             inner: Arc::new(Inner {
-                test: self.test.unwrap_or_else(|| Arc::new(TestKey)),
+                test: self.test,
                 local: self.local.unwrap_or_else(|| Arc::new(LocalKey::from_env())),
                 aws: self.aws,
                 vault: self.vault,
@@ -170,9 +199,10 @@ impl Default for Kms {
 }
 
 impl Kms {
-    /// The test key and local keys from the environment; no network provider.
+    /// The test key and local keys from the environment; no network provider. For tests and
+    /// examples: the test key is enabled (see [`KmsBuilder::insecure_test_key`]).
     pub fn new() -> Self {
-        Self::builder().build()
+        Self::builder().insecure_test_key().build()
     }
 
     /// Start configuring.
@@ -184,10 +214,24 @@ impl Kms {
     /// default credential chain, region and `AWS_ENDPOINT_URL` (feature `aws`, created on first
     /// use), Vault from `VAULT_ADDR` / `VAULT_TOKEN` / `VAULT_NAMESPACE` (feature `vault`, when
     /// set), Google Cloud KMS with Application Default Credentials (feature `gcp`, created on
-    /// first use), local keys from `KMS_FIELDS_LOCAL_KEY_*`.
+    /// first use), local keys from `KMS_FIELDS_LOCAL_KEY_*`. The insecure test key only when
+    /// `KMS_FIELDS_INSECURE_TEST_KEY=1` (see [`KmsBuilder::insecure_test_key`]).
     pub fn from_env() -> Self {
         #[allow(unused_mut)]
         let mut b = Self::builder();
+        match std::env::var(INSECURE_TEST_KEY_ENV).as_deref() {
+            Ok("1") | Ok("true") => b = b.insecure_test_key(),
+            Ok("0") | Ok("false") | Ok("") | Err(std::env::VarError::NotPresent) => {}
+            Ok(other) => tracing::warn!(
+                target: "kms_fields",
+                value = other,
+                "{INSECURE_TEST_KEY_ENV} is neither 1 nor 0: the insecure test key stays disabled"
+            ),
+            Err(std::env::VarError::NotUnicode(_)) => tracing::warn!(
+                target: "kms_fields",
+                "{INSECURE_TEST_KEY_ENV} is not UTF-8: the insecure test key stays disabled"
+            ),
+        }
         #[cfg(feature = "aws")]
         {
             b = b.aws(crate::provider::aws::AwsProvider::lazy_from_env());
@@ -297,7 +341,17 @@ impl Kms {
         }
         let kind = ProviderKind::for_key_id(&version.key_id);
         let slot = match kind {
-            ProviderKind::Test => Some(&self.inner.test),
+            ProviderKind::Test => {
+                return self.inner.test.clone().ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "key id {}: the insecure test key is not enabled on this Kms — it has no secrecy. In production configure a real key id (is KMS_KEY_ID right?); in tests and examples use Kms::new(), Kms::builder().insecure_test_key() or {INSECURE_TEST_KEY_ENV}=1",
+                            version.key_id
+                        ),
+                    )
+                });
+            }
             ProviderKind::Local => Some(&self.inner.local),
             ProviderKind::Aws => self.inner.aws.as_ref(),
             ProviderKind::Vault => self.inner.vault.as_ref(),
@@ -430,7 +484,8 @@ impl Kms {
     }
 
     /// The key version and context used to read `parsed` (kms_encrypted's Database#decrypt):
-    /// the version's key id (a legacy Google value carries its own), and the context of that
+    /// the version's key id (a legacy Google value names its own, which must be one of the
+    /// spec's keys — see [`allowed_google_key`]), and the context of that
     /// version (legacy JSON for legacy values, `{}` under `upgrade_context`).
     pub fn read_side(
         &self,
@@ -450,13 +505,7 @@ impl Kms {
             None
         };
         let key = match &parsed.legacy {
-            Some(Legacy::Google { key_id }) => KeyVersion {
-                key_id: key_id.clone(),
-                provider: spec
-                    .resolve(parsed.version, per_record)
-                    .ok()
-                    .and_then(|v| v.provider),
-            },
+            Some(Legacy::Google { key_id }) => allowed_google_key(spec, per_record_key_id, key_id)?,
             _ => spec.resolve(parsed.version, per_record)?,
         };
         Ok((key, ctx))
@@ -541,16 +590,16 @@ impl Kms {
         };
         #[cfg(feature = "cache")]
         if let Some(cache) = &self.inner.cache {
-            let cache_key = crate::cache::CacheKey {
-                kind: self.provider_for(&key)?.kind(),
-                key_id: key.key_id.clone(),
-                wrapped: parsed.ciphertext.clone(),
-                context: ctx
-                    .as_ref()
+            let provider = self.provider_for(&key)?;
+            let cache_key = crate::cache::CacheKey::new(
+                &provider,
+                key.key_id.clone(),
+                parsed.ciphertext.clone(),
+                ctx.as_ref()
                     .map(|c| String::from_utf8_lossy(&c.json_bytes()).into_owned()),
-            };
+            );
             return cache
-                .get_or_fetch(cache_key, fetch)
+                .get_or_fetch(cache_key, provider, fetch)
                 .await
                 .map(|k| (*k).clone());
         }
@@ -562,6 +611,45 @@ impl Kms {
     pub fn decrypt_cache(&self) -> Option<&crate::cache::DecryptCache> {
         self.inner.cache.as_ref()
     }
+}
+
+/// The key a legacy `$gc$…` value names, if the spec names it too (its current version's key
+/// id, or a previous version's; `cryptoKeyVersions/N` suffixes ignored), with that version's
+/// provider. Anything else is `AccessDenied` before any KMS call: a database writer must not
+/// choose the key that opens a record (a key of their own, to which they granted the
+/// application's service account access).
+fn allowed_google_key(
+    spec: &KeySpec,
+    per_record_key_id: Option<&str>,
+    stored_key: &str,
+) -> Result<KeyVersion> {
+    let crypto_key = |k: &str| {
+        k.split("/cryptoKeyVersions/")
+            .next()
+            .unwrap_or(k)
+            .to_owned()
+    };
+    let current = spec.resolve(spec.current_version(), per_record_key_id).ok();
+    let previous = spec
+        .previous_versions()
+        .keys()
+        .filter_map(|&v| spec.resolve(v, None).ok());
+    current
+        .into_iter()
+        .chain(previous)
+        .find(|v| crypto_key(&v.key_id) == stored_key)
+        .map(|v| KeyVersion {
+            key_id: stored_key.to_owned(),
+            provider: v.provider,
+        })
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::AccessDenied,
+                format!(
+                    "the legacy Google value names the key {stored_key}, which is not among this key spec's key ids (current and previous versions): refused (a forged key column?)"
+                ),
+            )
+        })
 }
 
 impl fmt::Debug for Kms {

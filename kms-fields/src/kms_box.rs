@@ -9,13 +9,18 @@
 //! Sealed format (frozen): `$kmsf$1$<stored key>$<strict base64(nonce ‖ ciphertext ‖ tag)>`,
 //! where `<stored key>` is the `vN:…` text of the wrapped data key and the AES-256-GCM
 //! associated data is the bytes of `<stored key>` (so key and payload cannot be recombined).
-//! Sealing a value that is already a sealed string returns it unchanged, so a retried job does
-//! not seal its arguments twice.
+//!
+//! [`seal`](KmsBox::seal) always seals — it never passes through a string because it *looks*
+//! sealed: a sealed value captured elsewhere and submitted as ordinary input would otherwise be
+//! opened later as if it were the job's own. Values that are sealed already travel as
+//! [`Sealed`]; a string that must be one (a retried job's argument) is checked with
+//! [`ensure_sealed`](KmsBox::ensure_sealed), which opens its key under this box's key spec and
+//! the given context and verifies the payload.
 
 use std::fmt;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::blocking;
@@ -30,6 +35,72 @@ use crate::kms::Kms;
 
 const SEALED_PREFIX: &str = "$kmsf$1$";
 
+/// A value sealed by [`KmsBox::seal`] (`$kmsf$1$…` text): what travels in job arguments,
+/// cache entries and messages. Serialises as its text; deserialising checks the form only —
+/// [`KmsBox::open`] verifies key, context and payload, and [`KmsBox::ensure_sealed`] verifies
+/// them without returning the plaintext.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Sealed(String);
+
+impl Sealed {
+    /// A string in sealed form (prefix, stored key, base64 payload) — nothing verified; see
+    /// [`KmsBox::ensure_sealed`] for that.
+    pub fn parse(text: impl Into<String>) -> Result<Self> {
+        let text = text.into();
+        split_sealed(&text)?;
+        Ok(Self(text))
+    }
+
+    /// The sealed text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The sealed text.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl AsRef<str> for Sealed {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Sealed {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Sealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sealed({} bytes)", self.0.len())
+    }
+}
+
+impl From<Sealed> for String {
+    fn from(s: Sealed) -> String {
+        s.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Sealed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Sealed::parse(text).map_err(|e| serde::de::Error::custom(e.message()))
+    }
+}
+
 /// A key spec bound to a [`Kms`], for encrypting values outside of models.
 ///
 /// ```
@@ -41,9 +112,13 @@ const SEALED_PREFIX: &str = "$kmsf$1$";
 /// assert_eq!(&boxed.decrypt_blocking(&ct, Some(&ctx))?[..], b"hello");
 ///
 /// let sealed = boxed.seal_blocking(&vec![1u32, 2, 3], Some(&ctx))?;
-/// assert_eq!(boxed.seal_blocking(&sealed, Some(&ctx))?, sealed); // already sealed: unchanged
 /// let v: Vec<u32> = boxed.open_blocking(&sealed, Some(&ctx))?;
 /// assert_eq!(v, [1, 2, 3]);
+/// // a string that should be sealed (e.g. a retried job's argument) is verified, not trusted
+/// let text: String = sealed.to_string();
+/// assert_eq!(boxed.ensure_sealed_blocking(&text, Some(&ctx))?, sealed);
+/// let other = EncryptionContext::from([("purpose", "other")]);
+/// assert!(boxed.ensure_sealed_blocking(&text, Some(&other)).is_err());
 /// # Ok::<(), kms_fields::Error>(())
 /// ```
 #[derive(Clone)]
@@ -110,25 +185,19 @@ impl KmsBox {
         text.starts_with(SEALED_PREFIX)
     }
 
-    /// Seal any serde value: one KMS `Encrypt` for a fresh data key. A value that serialises
-    /// to an already sealed string is returned unchanged (no KMS call).
+    /// Seal any serde value: one KMS `Encrypt` for a fresh data key. Always seals — a string
+    /// that looks sealed is sealed like any other (see the [module documentation](self)).
     pub async fn seal<T: Serialize + ?Sized>(
         &self,
         value: &T,
         context: Option<&EncryptionContext>,
-    ) -> Result<String> {
+    ) -> Result<Sealed> {
         let plaintext = Zeroizing::new(rmp_serde::to_vec_named(value).map_err(|e| {
             Error::codec(format!(
                 "cannot serialise the value: {}",
                 crate::codec::redact_serde(&e.to_string())
             ))
         })?);
-        if let Ok(text) = rmp_serde::from_slice::<String>(&plaintext)
-            && Self::is_sealed(&text)
-            && split_sealed(&text).is_ok()
-        {
-            return Ok(text);
-        }
         let key = DataKey::generate()?;
         let stored = self.encrypt(key.expose_secret(), context).await?;
         let body = cipher::encrypt(
@@ -139,29 +208,60 @@ impl KmsBox {
                 padding: None,
             },
         )?;
-        Ok(format!(
+        Ok(Sealed(format!(
             "{SEALED_PREFIX}{stored}${}",
             encoding::strict_encode(&body)
-        ))
+        )))
     }
 
-    /// Open a sealed value: one KMS `Decrypt`.
+    /// Open a sealed value (a `&Sealed` derefs to its text): one KMS `Decrypt`.
     pub async fn open<T: Serialize + DeserializeOwned>(
         &self,
         sealed: &str,
         context: Option<&EncryptionContext>,
     ) -> Result<T> {
+        let plaintext = self.open_bytes(sealed, context).await?;
+        MessagePack::<T>::decode(&plaintext)
+    }
+
+    /// Verify that `text` is a value this box sealed under `context` — its key opens with this
+    /// box's key spec (current or previous versions) and `context`, and its payload
+    /// authenticates — and return it as [`Sealed`]. One KMS `Decrypt`; the plaintext is
+    /// dropped (zeroized). For a job argument that should already be sealed: what
+    /// [`seal`](Self::seal) must not guess.
+    pub async fn ensure_sealed(
+        &self,
+        text: &str,
+        context: Option<&EncryptionContext>,
+    ) -> Result<Sealed> {
+        self.open_bytes(text, context).await?;
+        Ok(Sealed(text.to_owned()))
+    }
+
+    /// [`ensure_sealed`](Self::ensure_sealed) from synchronous code.
+    pub fn ensure_sealed_blocking(
+        &self,
+        text: &str,
+        context: Option<&EncryptionContext>,
+    ) -> Result<Sealed> {
+        blocking::run(self.ensure_sealed(text, context))
+    }
+
+    async fn open_bytes(
+        &self,
+        sealed: &str,
+        context: Option<&EncryptionContext>,
+    ) -> Result<Zeroizing<Vec<u8>>> {
         let (stored, body) = split_sealed(sealed)?;
         let key = DataKey::from_slice(&self.decrypt(stored, context).await?)?;
-        let plaintext = cipher::decrypt(
+        cipher::decrypt(
             &key,
             &body,
             AttributeOptions {
                 associated_data: stored.as_bytes(),
                 padding: None,
             },
-        )?;
-        MessagePack::<T>::decode(&plaintext)
+        )
     }
 
     /// [`seal`](Self::seal) from synchronous code.
@@ -169,7 +269,7 @@ impl KmsBox {
         &self,
         value: &T,
         context: Option<&EncryptionContext>,
-    ) -> Result<String> {
+    ) -> Result<Sealed> {
         blocking::run(self.seal(value, context))
     }
 

@@ -42,7 +42,7 @@ pub use envelope::StoredKey;
 pub use error::{Error, ErrorKind, Result};
 pub use keyring::{KeyIdResolver, KeyIdSource, KeySpec, KeyVersion};
 pub use kms::{ContextFn, Kms, KmsBuilder};
-pub use kms_box::KmsBox;
+pub use kms_box::{KmsBox, Sealed};
 pub use provider::{Provider, ProviderKind};
 
 /// `#[derive(KmsEncrypted)]` (feature `derive`).

@@ -132,6 +132,7 @@ fn a_previous_version_can_have_its_own_provider() {
     let ctx = EncryptionContext::for_model("User", 1);
     let c1 = ctx.clone();
     let v1_kms = Kms::builder()
+        .insecure_test_key()
         .local(LocalKey::new().with_key("k", &[1; 32]).unwrap())
         .build();
     let key = DataKey::generate().unwrap();
@@ -143,7 +144,7 @@ fn a_previous_version_can_have_its_own_provider() {
     ))
     .unwrap();
 
-    let kms = Kms::builder().local(account_b).build();
+    let kms = Kms::builder().insecure_test_key().local(account_b).build();
     let spec = KeySpec::new()
         .key_id("local/k")
         .version(2)

@@ -23,7 +23,10 @@ fn ctx(id: i64) -> EncryptionContext {
 async fn round_trip_and_one_call_each() {
     let client = moto_client().await;
     let arn = moto_key(&client).await;
-    let kms = Kms::builder().aws(AwsProvider::new(client)).build();
+    let kms = Kms::builder()
+        .insecure_test_key()
+        .aws(AwsProvider::new(client))
+        .build();
     let spec = KeySpec::new().key_id(&arn);
     let key = DataKey::generate().unwrap();
     let stored = kms
@@ -43,7 +46,10 @@ async fn round_trip_and_one_call_each() {
 async fn wrong_or_missing_context_is_decryption_failed() {
     let client = moto_client().await;
     let arn = moto_key(&client).await;
-    let kms = Kms::builder().aws(AwsProvider::new(client)).build();
+    let kms = Kms::builder()
+        .insecure_test_key()
+        .aws(AwsProvider::new(client))
+        .build();
     let spec = KeySpec::new().key_id(&arn);
     let stored = kms
         .encrypt(&spec, None, b"k", &|_| Ok(Some(ctx(1))))
@@ -64,7 +70,10 @@ async fn reencrypt_moves_to_another_key_and_version() {
     let client = moto_client().await;
     let old = moto_key(&client).await;
     let new = moto_key(&client).await;
-    let kms = Kms::builder().aws(AwsProvider::new(client)).build();
+    let kms = Kms::builder()
+        .insecure_test_key()
+        .aws(AwsProvider::new(client))
+        .build();
     let v1 = KeySpec::new().key_id(&old);
     let key = DataKey::generate().unwrap();
     let stored = kms
@@ -128,7 +137,10 @@ async fn reencrypt_moves_to_another_key_and_version() {
 async fn unknown_version_is_not_active() {
     let client = moto_client().await;
     let arn = moto_key(&client).await;
-    let kms = Kms::builder().aws(AwsProvider::new(client)).build();
+    let kms = Kms::builder()
+        .insecure_test_key()
+        .aws(AwsProvider::new(client))
+        .build();
     let spec = KeySpec::new()
         .key_id(&arn)
         .version(2)
@@ -169,7 +181,10 @@ async fn aliases_and_box_work() {
         .await
         .unwrap();
     let b = KmsBox::new(
-        Kms::builder().aws(AwsProvider::new(client)).build(),
+        Kms::builder()
+            .insecure_test_key()
+            .aws(AwsProvider::new(client))
+            .build(),
         KeySpec::new().key_id(&alias),
     );
     let c = EncryptionContext::from([("purpose", "test")]);
@@ -188,6 +203,7 @@ async fn disabled_key_and_access_denied_are_distinct_errors() {
     let arn = moto_key(&client).await;
     let fault = Arc::new(FaultProvider::new(Arc::new(AwsProvider::new(client))));
     let kms = Kms::builder()
+        .insecure_test_key()
         .provider(kms_fields::ProviderKind::Aws, fault.clone())
         .build();
     let spec = KeySpec::new().key_id(&arn);
@@ -231,7 +247,10 @@ async fn disabled_key_and_access_denied_are_distinct_errors() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_alias_is_key_unusable_and_dead_endpoint_is_retryable() {
     let client = moto_client().await;
-    let kms = Kms::builder().aws(AwsProvider::new(client)).build();
+    let kms = Kms::builder()
+        .insecure_test_key()
+        .aws(AwsProvider::new(client))
+        .build();
     let spec = KeySpec::new().key_id("alias/kms-fields-does-not-exist");
     let e = kms
         .encrypt(&spec, None, b"k", &|_| Ok(None))
@@ -249,6 +268,7 @@ async fn unknown_alias_is_key_unusable_and_dead_endpoint_is_retryable() {
         .load()
         .await;
     let dead = Kms::builder()
+        .insecure_test_key()
         .aws(AwsProvider::new(aws_sdk_kms::Client::new(&conf)))
         .build();
     let e = dead
@@ -338,6 +358,7 @@ async fn kms_error_responses_map_to_error_kinds_over_http() {
             .load()
             .await;
         let kms = Kms::builder()
+            .insecure_test_key()
             .aws(AwsProvider::new(aws_sdk_kms::Client::new(&conf)))
             .build();
         let spec = KeySpec::new().key_id("alias/users");

@@ -105,6 +105,7 @@ fn local_master_keys_from_files() {
     }
     // the same key given in hex directly decrypts what the file key wrapped
     let direct = Kms::builder()
+        .insecure_test_key()
         .local(
             kms_fields::provider::LocalKey::new()
                 .with_key("billing", &[0xab; 32])

@@ -60,12 +60,27 @@ fn ctx() -> EncryptionContext {
 fn legacy_google_value_carries_its_key_id_and_the_legacy_context() {
     let gcp = recorder(ProviderKind::Gcp);
     let kms = Kms::builder()
+        .insecure_test_key()
         .provider(ProviderKind::Gcp, gcp.clone())
         .build();
     let short = encoding::mime_encode(b"my-proj/global/my-ring/my-key/cryptoKeyVersions/3");
     let stored = format!("$gc${short}${}", encoding::mime_encode(b"\x01\x02\x03"));
-    // the configured key id is a different key: the stored one wins (as kms_encrypted)
+    // issue 19.1: a value naming a key the spec does not name is refused before any call (a
+    // database writer must not choose the key that opens the record)
     let spec = KeySpec::new().key_id("projects/other/locations/global/keyRings/r/cryptoKeys/k");
+    let e =
+        kms_fields::blocking::run(kms.unwrap_data_key(&spec, None, &stored, &|_| Ok(Some(ctx()))))
+            .unwrap_err();
+    assert_eq!(e.kind(), kms_fields::ErrorKind::AccessDenied, "{e}");
+    assert!(gcp.seen.lock().unwrap().is_empty(), "no KMS call");
+    // the spec's key (here a previous version's, with a key version suffix) opens it
+    let spec = KeySpec::new()
+        .key_id("projects/other/locations/global/keyRings/r/cryptoKeys/k")
+        .version(2)
+        .previous_version(
+            1,
+            "projects/my-proj/locations/global/keyRings/my-ring/cryptoKeys/my-key/cryptoKeyVersions/3",
+        );
     kms_fields::blocking::run(kms.unwrap_data_key(&spec, None, &stored, &|_| Ok(Some(ctx()))))
         .unwrap();
     let seen = gcp.seen.lock().unwrap();
@@ -84,6 +99,7 @@ fn legacy_google_value_carries_its_key_id_and_the_legacy_context() {
 fn legacy_vault_value_is_sent_as_is_with_the_legacy_context() {
     let vault = recorder(ProviderKind::Vault);
     let kms = Kms::builder()
+        .insecure_test_key()
         .provider(ProviderKind::Vault, vault.clone())
         .build();
     let spec = KeySpec::new().key_id("vault/users");
@@ -106,6 +122,7 @@ fn legacy_vault_value_is_sent_as_is_with_the_legacy_context() {
 fn upgrade_context_reads_legacy_values_with_an_empty_context() {
     let vault = recorder(ProviderKind::Vault);
     let kms = Kms::builder()
+        .insecure_test_key()
         .provider(ProviderKind::Vault, vault.clone())
         .build();
     let spec = KeySpec::new().key_id("vault/users").upgrade_context(true);
@@ -150,7 +167,10 @@ async fn legacy_aws_value_reads_through_moto() {
         .unwrap();
     let stored = encoding::mime_encode(blob.as_ref());
     assert!(stored.contains('\n') && !stored.starts_with('v'));
-    let kms = Kms::builder().aws(AwsProvider::new(client.clone())).build();
+    let kms = Kms::builder()
+        .insecure_test_key()
+        .aws(AwsProvider::new(client.clone()))
+        .build();
     let spec = KeySpec::new()
         .key_id(&arn)
         .version(2)

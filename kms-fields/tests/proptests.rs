@@ -147,7 +147,7 @@ proptest! {
     /// another plaintext, never a panic.
     #[test]
     fn tampered_values_return_typed_errors(n in 0usize..200, flip in 1u8..=255, prefix in "v[0-9]{1,3}:") {
-        let kms = Kms::builder().local(kms_fields::provider::LocalKey::new().with_key("p", &[5; 32]).unwrap()).build();
+        let kms = Kms::builder().insecure_test_key().local(kms_fields::provider::LocalKey::new().with_key("p", &[5; 32]).unwrap()).build();
         let b = KmsBox::new(kms, KeySpec::new().key_id("local/p"));
         let original = b"0123456789abcdef0123456789abcdef";
         let ct = b.encrypt_blocking(original, None).unwrap();

@@ -21,7 +21,10 @@ fn nothing_secret_in_debug_or_errors() {
         .unwrap();
     let parsed = StoredKey::parse(&stored).unwrap();
     let local = LocalKey::new().with_key("dev", &[0xAB; 32]).unwrap();
-    let kms = Kms::builder().local(local.clone()).build();
+    let kms = Kms::builder()
+        .insecure_test_key()
+        .local(local.clone())
+        .build();
 
     let ct = cipher::encrypt(
         &key,

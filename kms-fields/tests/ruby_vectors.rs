@@ -84,6 +84,7 @@ fn kms_for_set(name: &str) -> Kms {
     if name.starts_with("aws") {
         let client = kms_fields::blocking::block_on(support::moto_client()).unwrap();
         return Kms::builder()
+            .insecure_test_key()
             .aws(kms_fields::provider::aws::AwsProvider::new(client))
             .build();
     }

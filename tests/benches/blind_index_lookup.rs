@@ -40,6 +40,7 @@ fn main() {
     .unwrap();
     let master = MasterKey::generate().unwrap();
     let kms = Kms::builder()
+        .insecure_test_key()
         .blind_index_key(master.clone())
         .blind_index_key_named("v2", MasterKey::generate().unwrap())
         .build();

@@ -79,6 +79,7 @@ fn main() {
     let recs = records(&plain, n);
     for c in [1usize, 16, 64, 256] {
         let kms = Kms::builder()
+            .insecure_test_key()
             .provider(
                 ProviderKind::Test,
                 Arc::new(LatencyProvider::fixed(TestKey, latency)),

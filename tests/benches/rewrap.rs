@@ -31,12 +31,13 @@ fn main() {
         .unwrap()
         .with_key("bench2", &[8u8; 32])
         .unwrap();
-    let kms = Kms::builder().local(local).build();
+    let kms = Kms::builder().insecure_test_key().local(local).build();
     let attr = AttrSpec {
         column: "email_enc".into(),
         binary: false,
         associated_data: b"email".to_vec(),
         padding: None,
+        kms_rails: None,
     };
 
     println!("## re-wrap of {n} rows on Postgres (batch 1000, concurrency 64)");

@@ -37,6 +37,22 @@ pub fn script(name: &str) -> String {
     format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A kms_rails `<attr>_enc` value made as the gem makes it (tests/scripts/kms_rails_value.py:
+/// GenerateDataKey on moto with the one-pair context, AES-256-CBC, MessagePack).
+pub fn kms_rails_value(key_id: &str, context: (&str, &str), plaintext: &str) -> Vec<u8> {
+    let out = python()
+        .arg(script("kms_rails_value.py"))
+        .args([moto_url().as_str(), key_id, context.0, context.1, plaintext])
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    hex::decode(String::from_utf8_lossy(&out.stdout).trim()).expect("hex")
+}
+
 /// The Ruby gems' vectors (the copy in kms-fields/tests/data).
 pub fn vectors() -> serde_json::Value {
     serde_json::from_str(include_str!(
@@ -69,6 +85,7 @@ pub async fn moto_client() -> aws_sdk_kms::Client {
 pub fn moto_kms() -> kms_fields::Kms {
     let client = kms_fields::blocking::block_on(moto_client()).expect("runtime");
     kms_fields::Kms::builder()
+        .insecure_test_key()
         .aws(kms_fields::provider::aws::AwsProvider::new(client))
         .build()
 }
@@ -356,7 +373,10 @@ pub fn drongo_kms() -> kms_fields::Kms {
         &drongo_url(),
     ))
     .expect("gcp client");
-    kms_fields::Kms::builder().gcp(gcp).build()
+    kms_fields::Kms::builder()
+        .insecure_test_key()
+        .gcp(gcp)
+        .build()
 }
 
 /// An S3 bucket of its own on moto (`KMS_FIELDS_MOTO_URL`), through object_store. The bucket is

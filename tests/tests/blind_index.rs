@@ -15,6 +15,7 @@ use kms_fields_tests::schema::people;
 
 fn kms() -> Kms {
     Kms::builder()
+        .insecure_test_key()
         .blind_index_key(MasterKey::from_hex(&"0".repeat(64)).unwrap())
         .blind_index_key_named("v2", MasterKey::from_hex(&"1".repeat(64)).unwrap())
         .build()
@@ -154,6 +155,7 @@ diesel_blind_index!(mysql_db, MysqlDb);
 #[test]
 fn a_missing_master_key_is_a_clear_error_and_changes_nothing() {
     let only_default = Kms::builder()
+        .insecure_test_key()
         .blind_index_key(MasterKey::from_hex(&"0".repeat(64)).unwrap())
         .build();
     let mut p = Person::default();

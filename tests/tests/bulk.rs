@@ -101,6 +101,7 @@ fn concurrency_is_bounded_and_used() {
     let records = users(200);
     let latency = Arc::new(LatencyProvider::fixed(TestKey, Duration::from_millis(5)));
     let kms = Kms::builder()
+        .insecure_test_key()
         .provider(kms_fields::ProviderKind::Test, latency.clone())
         .build();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -151,6 +152,7 @@ async fn seal_many_reports_per_record_failures() {
 async fn unlock_stream_keeps_order() {
     let records = users(50);
     let kms = Kms::builder()
+        .insecure_test_key()
         .test_key(LatencyProvider::uniform(
             TestKey,
             Duration::from_millis(1),
@@ -178,6 +180,7 @@ async fn unlock_stream_keeps_order() {
 async fn cache_hit_makes_no_call_and_ttl_expiry_makes_one() {
     let records = users(3);
     let kms = Kms::builder()
+        .insecure_test_key()
         .decrypt_cache(DecryptCache::new(100, Duration::from_secs(3600)))
         .build();
     records[0].clone().email(&kms).await.unwrap();
@@ -194,6 +197,7 @@ async fn cache_hit_makes_no_call_and_ttl_expiry_makes_one() {
     assert_eq!(kms.stats().decrypts(), 2);
 
     let short = Kms::builder()
+        .insecure_test_key()
         .decrypt_cache(DecryptCache::new(100, Duration::from_millis(1)))
         .build();
     fresh(records[0].clone()).email(&short).await.unwrap();
@@ -203,11 +207,73 @@ async fn cache_hit_makes_no_call_and_ttl_expiry_makes_one() {
     assert_eq!(short.stats().decrypts(), 2, "after the TTL: one new call");
 }
 
+/// A test-key provider of another "account": its permission check refuses every unwrap.
+#[derive(Debug)]
+struct DeniesUnwrap;
+
+#[async_trait::async_trait]
+impl kms_fields::Provider for DeniesUnwrap {
+    fn kind(&self) -> kms_fields::ProviderKind {
+        kms_fields::ProviderKind::Test
+    }
+    async fn wrap(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        context: Option<&kms_fields::EncryptionContext>,
+    ) -> kms_fields::Result<Vec<u8>> {
+        kms_fields::Provider::wrap(&TestKey, key_id, plaintext, context).await
+    }
+    async fn unwrap(
+        &self,
+        _: &str,
+        _: &[u8],
+        _: Option<&kms_fields::EncryptionContext>,
+    ) -> kms_fields::Result<zeroize::Zeroizing<Vec<u8>>> {
+        Err(kms_fields::Error::new(
+            ErrorKind::AccessDenied,
+            "this client may not decrypt",
+        ))
+    }
+}
+
+/// Issue 19.5: one cache shared by two clients of the same provider kind (two accounts) keys
+/// its entries by provider instance, so the second client's own permission check still runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_cache_never_skips_another_clients_permission_check() {
+    let records = users(1);
+    let cache = DecryptCache::new(100, Duration::from_secs(3600));
+    let allowed = Kms::builder()
+        .insecure_test_key()
+        .decrypt_cache(cache.clone())
+        .build();
+    let denied = Kms::builder()
+        .insecure_test_key()
+        .test_key(DeniesUnwrap)
+        .decrypt_cache(cache.clone())
+        .build();
+    fresh(records[0].clone()).email(&allowed).await.unwrap();
+    assert_eq!(allowed.stats().decrypts(), 1);
+    let e = fresh(records[0].clone()).email(&denied).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
+    assert_eq!(
+        denied.stats().decrypts(),
+        1,
+        "the denied client made its own call"
+    );
+    // the allowed client still hits its entry
+    fresh(records[0].clone()).email(&allowed).await.unwrap();
+    assert_eq!(allowed.stats().decrypts(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cache_is_bounded_by_entries() {
     let records = users(20);
     let cache = DecryptCache::new(5, Duration::from_secs(60));
-    let kms = Kms::builder().decrypt_cache(cache.clone()).build();
+    let kms = Kms::builder()
+        .insecure_test_key()
+        .decrypt_cache(cache.clone())
+        .build();
     for r in &records {
         fresh(r.clone()).email(&kms).await.unwrap();
     }
@@ -225,6 +291,7 @@ async fn cache_is_bounded_by_entries() {
 async fn concurrent_reads_of_one_key_share_one_call() {
     let records = users(1);
     let kms = Kms::builder()
+        .insecure_test_key()
         .test_key(LatencyProvider::fixed(TestKey, Duration::from_millis(50)))
         .decrypt_cache(DecryptCache::new(100, Duration::from_secs(60)))
         .build();

@@ -841,7 +841,7 @@ fn postgres_prefetch_makes_no_kms_call_inside_a_transaction() {
         .unwrap();
         seen.lock().unwrap().push(state);
     });
-    let kms = Kms::builder().test_key(hook).build();
+    let kms = Kms::builder().insecure_test_key().test_key(hook).build();
     let mut u = new_user(&kms);
     assert_eq!(
         insert(&mut conn, &kms, users::table, &mut u).unwrap(),

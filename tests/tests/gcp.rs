@@ -61,8 +61,16 @@ fn legacy_gc_values_read_through_drongo() {
         encoding::mime_encode(format!("{}/cryptoKeyVersions/1", short.join("/")).as_bytes()),
         encoding::mime_encode(&ct)
     );
-    let spec = KeySpec::new().key_id("projects/other/locations/global/keyRings/x/cryptoKeys/y");
+    let spec = KeySpec::new().key_id(&key_id);
     let key =
         blocking::run(kms.unwrap_data_key(&spec, None, &stored, &|_| Ok(Some(ctx(9))))).unwrap();
     assert_eq!(key.expose_secret(), &[4u8; 32]);
+    // issue 19.1: the same value under a model whose spec names another key — the stored key
+    // is one the "attacker" controls and the application may use on drongo — is refused
+    let spec = KeySpec::new().key_id("projects/other/locations/global/keyRings/x/cryptoKeys/y");
+    let calls = kms.stats().decrypts();
+    let e = blocking::run(kms.unwrap_data_key(&spec, None, &stored, &|_| Ok(Some(ctx(9)))))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
+    assert_eq!(kms.stats().decrypts(), calls, "refused before any KMS call");
 }

@@ -19,6 +19,7 @@ fn test_kms() -> Kms {
 
 fn local_kms() -> Kms {
     Kms::builder()
+        .insecure_test_key()
         .local(
             kms_fields::provider::LocalKey::new()
                 .with_key("suite", &[0x5c; 32])
@@ -36,6 +37,7 @@ fn vault_kms() -> Kms {
     static PROVIDER: std::sync::OnceLock<kms_fields::provider::vault::VaultProvider> =
         std::sync::OnceLock::new();
     Kms::builder()
+        .insecure_test_key()
         .vault(
             PROVIDER
                 .get_or_init(|| {

@@ -636,7 +636,7 @@ fn kms_rails_gem_spec_vectors() {
         }
     }
 
-    let kms = Kms::builder().aws(GemMockKms).build();
+    let kms = Kms::builder().insecure_test_key().aws(GemMockKms).build();
     let key = KeyVersion {
         key_id: "alias/s".into(),
         provider: None,
@@ -665,4 +665,138 @@ fn kms_rails_gem_spec_vectors() {
         ]
         .into()
     );
+}
+
+/// Issue 19.3: kms_rails values are read only while they are kms_rails values in form, every
+/// failure after CBC is the same `DecryptionFailed` (no padding oracle through the error kind),
+/// and `migrate_kms_rails_table` moves a table off the format and says when it is done.
+#[test]
+fn kms_rails_downgrades_refused_and_the_table_migration_finishes() {
+    use kms_fields_diesel::rotation::{TableOptions, TableSpec, migrate_kms_rails_table};
+    use kms_fields_tests::kms_rails_value;
+
+    let key_id = kms_fields_tests::moto_key();
+    RAILS_KEY_ID.set(key_id.clone()).unwrap();
+    let (_db, mut conn) = PgDb::new();
+    let kms = moto_kms();
+    let read = |conn: &mut PgConnection, id: i32| {
+        let row: RailsUser = users::table
+            .find(id)
+            .select(RailsUser::as_select())
+            .first(conn)
+            .unwrap();
+        row.address_blocking(&kms)
+    };
+    let addresses: Vec<String> = (1..=4)
+        .map(|i| format!("{i} Main St, Springfield"))
+        .collect();
+    for (i, a) in addresses.iter().enumerate() {
+        let value = kms_rails_value(&key_id, ("purpose", "test"), a);
+        diesel::insert_into(users::table)
+            .values((users::id.eq(i as i32 + 1), users::address_enc.eq(&value)))
+            .execute(&mut conn)
+            .unwrap();
+    }
+    // a record written natively (its key column set)
+    let mut native = RailsUser {
+        id: Some(10),
+        ..Default::default()
+    };
+    native
+        .set_address_blocking(&kms, Some("10 Native Rd"))
+        .unwrap();
+    kms_fields_diesel::insert(&mut conn, &kms, users::table, &mut native).unwrap();
+    assert_eq!(
+        read(&mut conn, 10).unwrap().as_deref(),
+        Some("10 Native Rd")
+    );
+
+    // (a) a writer NULLs the native record's key column: its value is not a kms_rails value in
+    // form, so it is refused — never decrypted as CBC
+    diesel::update(users::table.find(10))
+        .set(users::encrypted_kms_key.eq(None::<String>))
+        .execute(&mut conn)
+        .unwrap();
+    let e = read(&mut conn, 10).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadFormat, "{e}");
+    assert!(e.to_string().contains("not a kms_rails value"), "{e}");
+    diesel::update(users::table.find(10))
+        .set(users::encrypted_kms_key.eq(native.encrypted_kms_key.stored()))
+        .execute(&mut conn)
+        .unwrap();
+
+    // (b) bits flipped through the IV change the first plaintext block without touching the
+    // padding: the garbage that decodes to no valid string fails exactly as bad padding does
+    let value = kms_rails_value(&key_id, ("purpose", "test"), "1 Main St");
+    let iv_at = value
+        .windows(5)
+        .position(|w| w == b"\xa2iv\xc4\x10")
+        .unwrap()
+        + 5;
+    let mut flipped = value.clone();
+    flipped[iv_at] ^= 0x80; // '1' becomes 0xb1: not UTF-8
+    // 27 bytes: two blocks, five bytes of padding 0x05
+    let mut bad_padding =
+        kms_rails_value(&key_id, ("purpose", "test"), "1 Main St, Springfield, US");
+    let n = bad_padding.len();
+    bad_padding[n - 17] ^= 0x01; // the first block's last byte: the last padding byte becomes 4
+    diesel::insert_into(users::table)
+        .values((users::id.eq(20), users::address_enc.eq(&flipped)))
+        .execute(&mut conn)
+        .unwrap();
+    diesel::insert_into(users::table)
+        .values((users::id.eq(21), users::address_enc.eq(&bad_padding)))
+        .execute(&mut conn)
+        .unwrap();
+    let e20 = read(&mut conn, 20).unwrap_err();
+    let e21 = read(&mut conn, 21).unwrap_err();
+    assert_eq!(e20.kind(), ErrorKind::DecryptionFailed, "{e20}");
+    assert_eq!(e21.kind(), ErrorKind::DecryptionFailed, "{e21}");
+    assert_eq!(e20.message(), e21.message());
+    diesel::delete(users::table.filter(users::id.ge(20)))
+        .execute(&mut conn)
+        .unwrap();
+
+    // (c) the migration: one slice first (not finished), then the rest
+    let t = TableSpec::of_model::<RailsUser>(0).unwrap();
+    let slice = migrate_kms_rails_table(
+        &mut conn,
+        &kms,
+        &t,
+        TableOptions {
+            batch_size: 1,
+            max_batches: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((slice.done, slice.remaining), (1, 3), "{slice:?}");
+    let calls = kms.stats().decrypts();
+    let summary = migrate_kms_rails_table(&mut conn, &kms, &t, TableOptions::default()).unwrap();
+    assert_eq!((summary.done, summary.remaining), (3, 0), "{summary:?}");
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert_eq!(
+        kms.stats().decrypts() - calls,
+        3,
+        "one Decrypt per kms_rails value"
+    );
+    for (i, a) in addresses.iter().enumerate() {
+        let row: RailsUser = users::table
+            .find(i as i32 + 1)
+            .select(RailsUser::as_select())
+            .first(&mut conn)
+            .unwrap();
+        assert!(row.encrypted_kms_key.stored().unwrap().starts_with("v1:"));
+        assert_eq!(
+            row.address_blocking(&moto_kms()).unwrap().as_deref(),
+            Some(a.as_str())
+        );
+    }
+    // the native record was left alone, and a rerun has nothing to do
+    assert_eq!(
+        read(&mut conn, 10).unwrap().as_deref(),
+        Some("10 Native Rd")
+    );
+    let again = migrate_kms_rails_table(&mut conn, &kms, &t, TableOptions::default()).unwrap();
+    assert_eq!((again.done, again.remaining), (0, 0));
 }

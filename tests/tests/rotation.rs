@@ -358,7 +358,7 @@ macro_rules! guard_loses_to_a_concurrent_write {
                         .unwrap();
                     }
                 });
-            let kms = Kms::builder().test_key(hook).build();
+            let kms = Kms::builder().insecure_test_key().test_key(hook).build();
             let s = rotation::rotate_table(
                 &mut conn,
                 &kms,

@@ -31,6 +31,7 @@ fn new_user(kms: &Kms) -> User {
 
 fn bidx_kms() -> Kms {
     Kms::builder()
+        .insecure_test_key()
         .blind_index_key(MasterKey::from_hex(&"0".repeat(64)).unwrap())
         .blind_index_key_named("v2", MasterKey::from_hex(&"1".repeat(64)).unwrap())
         .build()
@@ -365,6 +366,7 @@ fn sqlite_a_hanging_kms_call_rolls_the_transaction_back_and_retries() {
     let (db, mut conn) = SqliteDb::new();
     let calls = Arc::new(AtomicUsize::new(0));
     let kms = Kms::builder()
+        .insecure_test_key()
         .test_key(Hanging {
             hangs: 1,
             calls: calls.clone(),
@@ -405,6 +407,7 @@ fn sqlite_a_kms_that_never_answers_fails_the_save_and_frees_the_database() {
     let (db, mut conn) = SqliteDb::new();
     let calls = Arc::new(AtomicUsize::new(0));
     let kms = Kms::builder()
+        .insecure_test_key()
         .test_key(Hanging {
             hangs: usize::MAX,
             calls: calls.clone(),

@@ -111,6 +111,7 @@ macro_rules! seaorm_rotation {
                 let (_g, db) = $connect(3000).await;
                 // 2 ms per KMS call: the run takes > 1.5 s, the timeout drops it mid-way
                 let slow = Kms::builder()
+                    .insecure_test_key()
                     .test_key(LatencyProvider::fixed(TestKey, Duration::from_millis(2)))
                     .build();
                 let opts = || TableOptions {
@@ -225,6 +226,7 @@ async fn postgres_two_rotations_at_once_share_the_work() {
     let (g, db) = pg(3000).await;
     let other = connect(&pg_url(), Some(&g.schema)).await;
     let slow = Kms::builder()
+        .insecure_test_key()
         .test_key(LatencyProvider::fixed(TestKey, Duration::from_millis(1)))
         .build();
     let opts = || TableOptions {

@@ -589,6 +589,7 @@ macro_rules! seaorm_migrator {
             // the people table with its blind-index columns
             use kms_fields_tests::sea::person;
             let bidx_kms = Kms::builder()
+                .insecure_test_key()
                 .blind_index_key(kms_fields::blind_index::MasterKey::generate().unwrap())
                 .blind_index_key_named(
                     "v2",

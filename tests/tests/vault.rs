@@ -38,7 +38,7 @@ fn ctx(id: i64) -> EncryptionContext {
 }
 
 fn kms_with(p: VaultProvider) -> Kms {
-    Kms::builder().vault(p).build()
+    Kms::builder().insecure_test_key().vault(p).build()
 }
 
 fn users_key() -> KeySpec {

@@ -39,6 +39,9 @@ enum Plain {
     Null,
     Empty,
     Bytes(zeroize::Zeroizing<Vec<u8>>),
+    /// Decrypted from a kms_rails envelope: unauthenticated AES-CBC, so any failure decoding
+    /// it is the same `DecryptionFailed` as bad padding (no padding oracle through the error).
+    KmsRails(zeroize::Zeroizing<Vec<u8>>),
 }
 
 /// Whether key `key` has no data key at all (NULL column, nothing cached or pending).
@@ -64,7 +67,7 @@ async fn decrypt_raw<M: KmsModel + ?Sized>(m: &M, kms: &Kms, attr: usize) -> Res
     {
         return kms_rails_plaintext(m, kms, def, rails, &raw)
             .await
-            .map(Plain::Bytes);
+            .map(Plain::KmsRails);
     }
     let key = data_key(m, kms, def.key).await?.ok_or_else(|| {
         Error::new(
@@ -91,7 +94,19 @@ async fn kms_rails_plaintext<M: KmsModel + ?Sized>(
     raw: &[u8],
 ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     let at = || location(m, def.name);
-    let envelope = crate::kms_rails::Envelope::parse(raw).map_err(|e| e.context(at()))?;
+    // only a value that is a kms_rails envelope in form takes the legacy path: a native value
+    // whose key column was NULLed is refused, never fed to CBC
+    let envelope = crate::kms_rails::Envelope::parse(raw).map_err(|_| {
+        Error::new(
+            ErrorKind::BadFormat,
+            format!(
+                "{} has a ciphertext but {} is NULL, and it is not a kms_rails value",
+                def.column,
+                M::KEYS[def.key].column
+            ),
+        )
+        .context(at())
+    })?;
     let spec = M::key_spec(def.key);
     let version = spec
         .resolve(spec.current_version(), m.key_id_for(def.key).as_deref())
@@ -130,6 +145,9 @@ pub async fn read_attribute<M: KmsModel + ?Sized, C: Codec>(
         Plain::Bytes(pt) => C::decode(&pt)
             .map(Some)
             .map_err(|e| e.context(location(m, M::ATTRIBUTES[attr].name))),
+        Plain::KmsRails(pt) => C::decode(&pt)
+            .map(Some)
+            .map_err(|_| Error::decryption_failed().context(location(m, M::ATTRIBUTES[attr].name))),
     }
 }
 
@@ -197,7 +215,7 @@ pub async fn rotate_key<M: KmsModel + ?Sized>(m: &mut M, kms: &Kms, key: usize) 
         match value {
             // NULL stays NULL, and "" stays "" (Lockbox leaves empty strings unencrypted)
             Plain::Null | Plain::Empty => {}
-            Plain::Bytes(pt) => {
+            Plain::Bytes(pt) | Plain::KmsRails(pt) => {
                 let ciphertext = cipher::encrypt(&fresh, &pt, def.options())?;
                 m.ciphertext_mut(i).write(Some(ciphertext));
             }

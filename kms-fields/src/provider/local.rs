@@ -3,8 +3,16 @@
 //! Master keys are 32 bytes, given in code or found in the environment on first use:
 //! `KMS_FIELDS_LOCAL_KEY_<NAME>` holds 64 hex digits or base64 of 32 bytes, or
 //! `KMS_FIELDS_LOCAL_KEY_<NAME>_FILE` names a file holding either (or the 32 raw bytes).
-//! `<NAME>` is the key name upper-cased with every non-alphanumeric character replaced by `_`
-//! (`local/billing-v2` → `KMS_FIELDS_LOCAL_KEY_BILLING_V2`). `kms-fields keygen` prints a key.
+//! `<NAME>` is the key name upper-cased with `-` replaced by `_` (`local/billing-v2` →
+//! `KMS_FIELDS_LOCAL_KEY_BILLING_V2`). So that two key names never share a variable, names
+//! looked up in the environment must be lowercase ASCII letters, digits and `-` (`billing_v2`
+//! or `Billing-V2` are refused with a `Config` error; keys given in code with
+//! [`LocalKey::with_key`] may have any name). `kms-fields keygen` prints a key.
+//!
+//! **Wrap limit.** Every wrap draws a random 96-bit AES-GCM nonce under the one master key; the
+//! usual bound for random nonces (NIST SP 800-38D) is 2³² wraps per key. A data key is wrapped
+//! once per record insert and per rotation, so rotate the master key (a new key version with a
+//! new `local/<name>`, then `rotate_table`) well before four billion wraps — or use a KMS.
 //!
 //! Wrapped format (frozen): `0x01 ‖ nonce (12) ‖ AES-256-GCM ciphertext ‖ tag (16)`, with the
 //! context's canonical JSON bytes as associated data (none when there is no context).
@@ -73,6 +81,15 @@ impl LocalKey {
         format!("KMS_FIELDS_LOCAL_KEY_{upper}")
     }
 
+    /// Whether `name` may be looked up in the environment: lowercase ASCII letters, digits and
+    /// `-`, so that [`env_var`](Self::env_var) maps no two such names to one variable.
+    pub fn is_env_name(name: &str) -> bool {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    }
+
     /// Parse a master key from text: 64 hex digits or base64 of 32 bytes.
     pub fn parse_key_text(text: &str) -> Result<DataKey> {
         let t = text.trim();
@@ -101,6 +118,11 @@ impl LocalKey {
         }
         if !self.from_env {
             return Err(Error::config(format!("local key {name} is not configured")));
+        }
+        if !Self::is_env_name(name) {
+            return Err(Error::config(format!(
+                "local key {name:?}: names looked up in the environment are lowercase letters, digits and '-' (e.g. billing-v2 → KMS_FIELDS_LOCAL_KEY_BILLING_V2), so that two names never share one variable: rename the key, or give it in code with LocalKey::with_key"
+            )));
         }
         let var = Self::env_var(name);
         let key = if let Ok(text) = std::env::var(&var) {
@@ -252,5 +274,35 @@ mod tests {
             LocalKey::env_var("billing-v2"),
             "KMS_FIELDS_LOCAL_KEY_BILLING_V2"
         );
+    }
+
+    /// Issue 19.7: names that would share an environment variable with another name are
+    /// refused instead of silently using that other key's variable.
+    #[tokio::test]
+    async fn ambiguous_names_are_refused() {
+        let p = LocalKey::from_env();
+        for name in [
+            "billing_v2",
+            "Billing-V2",
+            "BILLING-V2",
+            "billing.v2",
+            "billing v2",
+        ] {
+            let e = p
+                .wrap(&format!("local/{name}"), &[1; 32], None)
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{name}: {e}");
+            assert!(e.to_string().contains("never share"), "{name}: {e}");
+        }
+        // the canonical name is looked up (and missing here)
+        let e = p
+            .wrap("local/billing-v2-unset", &[1; 32], None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::MissingKeyId, "{e}");
+        // a key given in code may have any name
+        let p = LocalKey::new().with_key("Billing_V2", &[7; 32]).unwrap();
+        assert!(p.wrap("local/Billing_V2", &[1; 32], None).await.is_ok());
     }
 }

@@ -18,7 +18,7 @@ pub(crate) struct NewValues {
 }
 
 /// Where a row's KMS error happened: model, id, key column, stored version and its key id.
-fn row_location(t: &TableSpec, row: &Row) -> String {
+pub(super) fn row_location(t: &TableSpec, row: &Row) -> String {
     let version = row.key.as_deref().and_then(StoredKey::version_of);
     let key_id = version
         .and_then(|v| t.spec.resolve(v, None).ok())
@@ -44,7 +44,7 @@ pub(crate) fn raw_ciphertext(a: &AttrSpec, stored: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// Encrypt `plaintext` for column `a` (base64 for text columns).
-fn stored_ciphertext(a: &AttrSpec, key: &DataKey, plaintext: &[u8]) -> Result<Vec<u8>> {
+pub(super) fn stored_ciphertext(a: &AttrSpec, key: &DataKey, plaintext: &[u8]) -> Result<Vec<u8>> {
     let ct = cipher::encrypt(key, plaintext, a.options())?;
     Ok(if a.binary {
         ct

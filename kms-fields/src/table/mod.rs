@@ -29,13 +29,21 @@
 //! [`backfill_table`] encrypts existing plaintext columns into the ciphertext and key columns
 //! (Lockbox's `migrate`), resumable the same way; [`backfill_blind_index`] fills a blind-index
 //! column of existing rows (a new index, or the second column of an index being rotated).
+//!
+//! [`migrate_kms_rails_table`] moves the values a table still holds in the kms_rails gem's
+//! format (feature `kms-rails`) to the per-record format, and says when none are left — the
+//! moment to remove the attribute's `kms_rails` flag (see [`crate::kms_rails`]).
 
 mod blind_index;
 mod compute;
+#[cfg(feature = "kms-rails")]
+mod kms_rails;
 mod run;
 mod statements;
 
 pub use blind_index::backfill_blind_index;
+#[cfg(feature = "kms-rails")]
+pub use kms_rails::migrate_kms_rails_table;
 pub(crate) use run::finish;
 pub use run::{Row, TableDb, backfill_table, key_versions, rotate_table};
 
@@ -58,6 +66,17 @@ pub struct AttrSpec {
     pub associated_data: Vec<u8>,
     /// ISO/IEC 7816-4 padding block.
     pub padding: Option<usize>,
+    /// The column may still hold kms_rails values (read while the key column is NULL), with
+    /// their context; `None` for a native attribute. Only [`migrate_kms_rails_table`] reads it.
+    pub kms_rails: Option<KmsRailsSource>,
+}
+
+/// A column that held kms_rails `kms_attr` values: the gem's optional one-pair encryption
+/// context (`context_key` / `context_value`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KmsRailsSource {
+    /// `(context_key, context_value)`, if the attribute had one.
+    pub context: Option<(String, String)>,
 }
 
 impl AttrSpec {
@@ -161,6 +180,9 @@ impl TableSpec {
                     binary: a.binary,
                     associated_data: a.associated_data.to_vec(),
                     padding: a.padding,
+                    kms_rails: a.kms_rails.map(|r| KmsRailsSource {
+                        context: r.context.map(|(k, v)| (k.to_owned(), v.to_owned())),
+                    }),
                 })
                 .collect(),
             encrypts_files: def.attachments,

@@ -195,7 +195,7 @@ const MAX_PASSES: usize = 8;
 const PASS_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Keep one error per row (the last), in first-seen order; returns their number.
-fn distinct_errors(errors: &mut Vec<RowError>) -> u64 {
+pub(super) fn distinct_errors(errors: &mut Vec<RowError>) -> u64 {
     let mut seen = std::collections::HashMap::new();
     let mut out: Vec<RowError> = Vec::with_capacity(errors.len());
     for e in errors.drain(..) {

@@ -124,6 +124,23 @@ pub(crate) fn not_current(b: BackendKind, t: &TableSpec) -> String {
     )
 }
 
+/// Rows without a key whose kms_rails columns hold something (their values are kms_rails
+/// envelopes still to migrate).
+#[cfg(feature = "kms-rails")]
+pub(crate) fn kms_rails_filter(b: BackendKind, t: &TableSpec) -> String {
+    let cols: Vec<String> = t
+        .attributes
+        .iter()
+        .filter(|a| a.kms_rails.is_some())
+        .map(|a| format!("{} IS NOT NULL", b.quote(&a.column)))
+        .collect();
+    format!(
+        "{} IS NULL AND ({})",
+        b.quote(&t.key_column),
+        cols.join(" OR ")
+    )
+}
+
 /// Rows without a key whose plaintext columns hold something (backfill).
 pub(crate) fn backfill_filter(b: BackendKind, t: &TableSpec, sources: &[&str]) -> String {
     format!(
@@ -181,12 +198,18 @@ pub(crate) fn guarded_update(
             ));
         }
     }
-    binds.push(SqlValue::Text(row.key.clone()));
-    guards.push(format!(
-        "{} = {}",
-        b.quote(&t.key_column),
-        b.placeholder(binds.len())
-    ));
+    match &row.key {
+        Some(old) => {
+            binds.push(SqlValue::Text(Some(old.clone())));
+            guards.push(format!(
+                "{} = {}",
+                b.quote(&t.key_column),
+                b.placeholder(binds.len())
+            ));
+        }
+        // a row without a key yet (a kms_rails migration): it must still have none
+        None => guards.push(format!("{} IS NULL", b.quote(&t.key_column))),
+    }
     binds.push(id_bind(t, &row.id));
     // `?` placeholders bind in text order: guards first, then the id, as the binds were pushed
     let sql = format!(
