@@ -1,4 +1,4 @@
-//! Encryption contexts and their byte-exact encodings (DESIGN §3).
+//! Encryption contexts and their byte-exact encodings (docs/FORMATS.md §4 Encryption context).
 //!
 //! A context is an ordered map of string keys to values (strings or integers, integers written
 //! as decimal strings). Its **canonical bytes** are a JSON object with the keys sorted bytewise,

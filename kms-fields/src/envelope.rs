@@ -1,4 +1,5 @@
-//! The stored key column (`encrypted_kms_key`) codec — frozen format (DESIGN §3).
+//! The stored key column (`encrypted_kms_key`) codec — frozen format (docs/FORMATS.md §2 Key
+//! column, §3 Legacy key column values).
 //!
 //! Written: `"v" + version + ":" + strict_base64(provider_ciphertext)`, identical to
 //! kms_encrypted 1.x. Read also, as version 1, the legacy unprefixed forms of kms_encrypted 0.x:

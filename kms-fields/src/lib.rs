@@ -45,7 +45,8 @@ pub use kms::{ContextFn, Kms, KmsBuilder};
 pub use kms_box::{KmsBox, Sealed};
 pub use provider::{Provider, ProviderKind};
 
-/// `#[derive(KmsEncrypted)]` (feature `derive`).
+/// `#[derive(KmsEncrypted)]` (feature `derive`, from kms-fields-derive): the generated methods and
+/// every `#[kms(...)]` option follow.
 #[cfg(feature = "derive")]
 pub use kms_fields_derive::KmsEncrypted;
 pub use model::{AttrDef, BidxDef, KeyColumn, KeyDef, KmsModel, SaveFlow};

@@ -1,5 +1,6 @@
-//! Byte-exact pins of every frozen format (DESIGN §3). A failure here means stored data would
-//! change meaning: do not "fix" the expected bytes without a data migration.
+//! Byte-exact pins of the frozen formats (docs/FORMATS.md, which lists every format's pins). A
+//! failure here means stored data would change meaning: do not "fix" the expected bytes
+//! without a data migration.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;

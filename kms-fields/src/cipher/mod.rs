@@ -1,4 +1,4 @@
-//! The attribute cipher — frozen format (DESIGN §3, Lockbox layout).
+//! The attribute cipher — frozen format (docs/FORMATS.md §5 Attribute ciphertext, Lockbox layout).
 //!
 //! AES-256-GCM under the record's data key: `nonce (12 random bytes) ‖ ciphertext ‖ tag (16)`.
 //! Text columns hold it as strict base64, binary columns as raw bytes. Optional padding

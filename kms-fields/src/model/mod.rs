@@ -92,7 +92,7 @@ impl AttrDef {
     }
 }
 
-/// How a new record's data keys are wrapped when it is inserted (DESIGN §4).
+/// How a new record's data keys are wrapped when it is inserted (README.md, "Save flows").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SaveFlow {
     /// Pick per database: `Prefetch` on Postgres for a new integer id, `Eager` when the id is

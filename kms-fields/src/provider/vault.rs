@@ -7,7 +7,7 @@
 //!   base64(canonical context JSON); unwrap = `decrypt`; re-wrap = `rewrap` (no plaintext leaves
 //!   Vault) when the key and context stay the same, else decrypt + encrypt.
 //! - The stored provider ciphertext is Vault's ASCII `vault:vN:…`, so key columns start
-//!   `v1:dmF1bHQ6` (DESIGN §3).
+//!   `v1:dmF1bHQ6` (docs/FORMATS.md §2 Key column).
 //! - Many wraps or unwraps of one key go in one request with `batch_input` ([`BATCH_SIZE`] per
 //!   request, [`VaultProvider::batch_size`] to change it). A request the server refuses as too
 //!   complex (OpenBao's `max_request_json_strings`) is split in halves and sent again.
