@@ -204,6 +204,8 @@ if [ $# -eq 0 ]; then
     done
   }
   step "kms-fields features one by one" check_features
+  step "quickstart needs no system libraries" scripts/quickstart-deps-check.sh
+  step "cargo package (every publishable crate)" scripts/package-check.sh
 fi
 
 # --- the suite -------------------------------------------------------------------------------

@@ -485,7 +485,7 @@ impl Kms {
 
     /// The key version and context used to read `parsed` (kms_encrypted's Database#decrypt):
     /// the version's key id (a legacy Google value names its own, which must be one of the
-    /// spec's keys — see [`allowed_google_key`]), and the context of that
+    /// spec's keys, else `AccessDenied`), and the context of that
     /// version (legacy JSON for legacy values, `{}` under `upgrade_context`).
     pub fn read_side(
         &self,

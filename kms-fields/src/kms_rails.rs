@@ -9,8 +9,18 @@
 //! kms-fields reads these (never writes them). Mark the attribute `#[kms(encrypted, kms_rails)]`:
 //! while the record's key column is NULL its value is read as a kms_rails envelope; the first
 //! write, or `rotate_kms_key`, rewrites every kms_rails value of that key in the per-record
-//! format. CBC input is unauthenticated: a tampered value fails padding or decodes to garbage,
-//! never panics; migrate such data soon.
+//! format.
+//!
+//! **Migrate, then remove the flag.** CBC input is unauthenticated: envelopes can be moved
+//! between records and bits flipped through the IV by anyone who can write the database. So:
+//! - only a value that *is* a kms_rails envelope in form is read as one (a native value whose
+//!   key column was NULLed is a `BadFormat` error, never fed to CBC);
+//! - every failure after the CBC step — bad padding, or a plaintext that does not decode into
+//!   the attribute's type — is the same `DecryptionFailed`, so errors are no padding oracle;
+//! - [`crate::table::migrate_kms_rails_table`] (the CLI's `kms-fields migrate-kms-rails`)
+//!   moves a whole table to the per-record format and reports when no kms_rails value is left
+//!   (`Summary::remaining == 0`, "finished"); remove the `kms_rails` flag from the model then —
+//!   while it is there, a NULLed key column makes reads take this path.
 
 use std::fmt;
 
