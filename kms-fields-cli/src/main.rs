@@ -378,7 +378,7 @@ fn rewrap(r: Rewrap) -> Result<(), Failure> {
     }
     let mut table = TableSpec::new(&r.db.table, &r.model_name, &r.db.key_column, spec);
     table.id_column = r.id_column.clone();
-    let kms = Kms::from_env();
+    let kms = Kms::from_env().map_err(|e| Failure(2, e.to_string()))?;
     let mut conn = connect(&r.db.database_url)?;
     let bar = progress_bar(&r.run);
     let mut report = |p: &Progress| show_progress(&bar, p);
@@ -479,7 +479,7 @@ fn migrate_kms_rails(m: MigrateKmsRails) -> Result<(), Failure> {
             }),
         })
         .collect();
-    let kms = Kms::from_env();
+    let kms = Kms::from_env().map_err(|e| Failure(2, e.to_string()))?;
     let mut conn = connect(&m.db.database_url)?;
     let bar = progress_bar(&m.run);
     let mut report = |p: &Progress| show_progress(&bar, p);
@@ -540,7 +540,10 @@ fn boxed(cmd: BoxCmd) -> Result<(), Failure> {
     for (v, k) in &args.previous {
         spec = spec.previous_version(*v, k);
     }
-    let b = KmsBox::new(Kms::from_env(), spec);
+    let b = KmsBox::new(
+        Kms::from_env().map_err(|e| Failure(2, e.to_string()))?,
+        spec,
+    );
     let ctx: Option<EncryptionContext> =
         (!args.context.is_empty()).then(|| args.context.iter().cloned().collect());
     if encrypt && args.input.is_some() {

@@ -213,31 +213,44 @@ impl Kms {
     /// Every compiled-in provider configured from the standard environment: AWS from the
     /// default credential chain, region and `AWS_ENDPOINT_URL` (feature `aws`, created on first
     /// use), Vault from `VAULT_ADDR` / `VAULT_TOKEN` / `VAULT_NAMESPACE` (feature `vault`, when
-    /// set), Google Cloud KMS with Application Default Credentials (feature `gcp`, created on
-    /// first use), local keys from `KMS_FIELDS_LOCAL_KEY_*`. The insecure test key only when
+    /// `VAULT_ADDR` is set), Google Cloud KMS with Application Default Credentials (feature
+    /// `gcp`, created on first use), local keys from `KMS_FIELDS_LOCAL_KEY_*`, the blind-index
+    /// master key from `BLIND_INDEX_MASTER_KEY`. The insecure test key only when
     /// `KMS_FIELDS_INSECURE_TEST_KEY=1` (see [`KmsBuilder::insecure_test_key`]).
-    pub fn from_env() -> Self {
+    ///
+    /// Every variable that is set is checked now: a malformed one is a `Config` error naming
+    /// the variable and what is wrong with it (never ignored, never reported later as missing).
+    ///
+    /// ```
+    /// let kms = kms_fields::Kms::from_env()?; // e.g. `BLIND_INDEX_MASTER_KEY=xyz`: an error
+    /// # let _ = kms;
+    /// # Ok::<(), kms_fields::Error>(())
+    /// ```
+    pub fn from_env() -> Result<Self> {
         #[allow(unused_mut)]
         let mut b = Self::builder();
         match std::env::var(INSECURE_TEST_KEY_ENV).as_deref() {
-            Ok("1") | Ok("true") => b = b.insecure_test_key(),
-            Ok("0") | Ok("false") | Ok("") | Err(std::env::VarError::NotPresent) => {}
-            Ok(other) => tracing::warn!(
-                target: "kms_fields",
-                value = other,
-                "{INSECURE_TEST_KEY_ENV} is neither 1 nor 0: the insecure test key stays disabled"
-            ),
-            Err(std::env::VarError::NotUnicode(_)) => tracing::warn!(
-                target: "kms_fields",
-                "{INSECURE_TEST_KEY_ENV} is not UTF-8: the insecure test key stays disabled"
-            ),
+            Ok("1" | "true") => b = b.insecure_test_key(),
+            Ok("0" | "false" | "") | Err(std::env::VarError::NotPresent) => {}
+            Ok(_) | Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(Error::config(format!(
+                    "{INSECURE_TEST_KEY_ENV} must be 1 (enable the insecure test key, tests only) or 0"
+                )));
+            }
         }
+        crate::provider::LocalKey::check_env()?;
         #[cfg(feature = "aws")]
         {
             b = b.aws(crate::provider::aws::AwsProvider::lazy_from_env());
         }
         #[cfg(feature = "vault")]
-        if let Ok(vault) = crate::provider::vault::VaultProvider::from_env() {
+        if std::env::var_os("VAULT_ADDR").is_some_and(|v| !v.is_empty()) {
+            let vault = crate::provider::vault::VaultProvider::from_env().map_err(|e| {
+                Error::config(format!(
+                    "Vault from the environment (VAULT_ADDR is set): {}",
+                    e.message()
+                ))
+            })?;
             b = b.vault(vault);
         }
         #[cfg(feature = "gcp")]
@@ -245,14 +258,9 @@ impl Kms {
             b = b.gcp(crate::provider::gcp::GcpProvider::lazy_from_env());
         }
         if std::env::var_os(crate::blind_index::MASTER_KEY_ENV).is_some() {
-            match crate::blind_index::MasterKey::from_env() {
-                Ok(key) => b = b.blind_index_key(key),
-                Err(e) => {
-                    tracing::warn!(target: "kms_fields", error = %e, "ignoring BLIND_INDEX_MASTER_KEY")
-                }
-            }
+            b = b.blind_index_key(crate::blind_index::MasterKey::from_env()?);
         }
-        b.build()
+        Ok(b.build())
     }
 
     /// The same providers, counters and cache, with every KMS request made through the returned

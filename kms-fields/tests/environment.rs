@@ -136,3 +136,59 @@ fn local_master_keys_from_files() {
         );
     }
 }
+
+/// Issue 17.3: every malformed variable `Kms::from_env` reads is an error naming it (before,
+/// a malformed `BLIND_INDEX_MASTER_KEY` was ignored and later reported as missing).
+#[test]
+fn malformed_environment_values_are_errors_naming_the_variable() {
+    let mut cases: Vec<(&str, &str)> = vec![
+        ("BLIND_INDEX_MASTER_KEY", "not hex"),
+        ("KMS_FIELDS_INSECURE_TEST_KEY", "yes please"),
+        ("KMS_FIELDS_LOCAL_KEY_BILLING", "abc"),
+        (
+            "KMS_FIELDS_LOCAL_KEY_BILLING_FILE",
+            "/nonexistent/kms-fields.key",
+        ),
+    ];
+    if cfg!(feature = "vault") {
+        cases.push(("VAULT_ADDR", "http://127.0.0.1:1")); // VAULT_TOKEN missing
+    }
+    if !child() {
+        for (var, value) in &cases {
+            rerun_with(
+                "malformed_environment_values_are_errors_naming_the_variable",
+                &[(var, value), ("KMS_FIELDS_ENV_CASE", var)],
+            );
+        }
+        return rerun_with(
+            "malformed_environment_values_are_errors_naming_the_variable",
+            &[
+                ("KMS_FIELDS_ENV_CASE", "valid"),
+                ("BLIND_INDEX_MASTER_KEY", &"ab".repeat(32)),
+                ("KMS_FIELDS_INSECURE_TEST_KEY", "1"),
+                ("KMS_FIELDS_LOCAL_KEY_BILLING", &"cd".repeat(32)),
+            ],
+        );
+    }
+    let case = std::env::var("KMS_FIELDS_ENV_CASE").unwrap();
+    if case == "valid" {
+        let kms = Kms::from_env().unwrap();
+        assert!(kms.blind_index_key(None).is_ok());
+        let key = DataKey::generate().unwrap();
+        for id in ["insecure-test-key", "local/billing"] {
+            let spec = KeySpec::new().key_id(id);
+            blocking::run(kms.wrap_data_key(&spec, None, &key, &|_| Ok(None))).unwrap();
+        }
+        return;
+    }
+    let e = Kms::from_env().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{case}: {e}");
+    let shown = e.to_string();
+    let named = if case == "VAULT_ADDR" {
+        "VAULT_TOKEN"
+    } else {
+        case.as_str()
+    };
+    assert!(shown.contains(named), "{case}: {shown}");
+    assert!(!shown.contains("abc"), "the value is not quoted: {shown}");
+}

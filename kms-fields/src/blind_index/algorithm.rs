@@ -104,6 +104,31 @@ impl Algorithm {
 
     /// Fill `out` (its length is the output size) with the index of `value` under `key`.
     pub(super) fn hash(&self, key: &IndexKey, value: &[u8], out: &mut [u8]) -> Result<()> {
+        let started = std::time::Instant::now();
+        let result = self.hash_inner(key, value, out);
+        if cfg!(debug_assertions) {
+            warn_if_unoptimised(self, started.elapsed());
+        }
+        result
+    }
+
+    /// Far more than this algorithm takes with its crates optimised (Argon2id: ~1 ms per MiB
+    /// pass, PBKDF2-HMAC-SHA256: ~0.5 µs per iteration on one core of a small server), and less
+    /// than it takes unoptimised (~25× slower).
+    pub(super) fn unoptimised_threshold(&self) -> std::time::Duration {
+        use std::time::Duration;
+        match *self {
+            Self::Argon2id { t_cost, m_cost_kib } => {
+                let mib_passes = u64::from(t_cost) * u64::from(m_cost_kib) / 1024;
+                Duration::from_millis((8 * mib_passes).max(50))
+            }
+            Self::Pbkdf2Sha256 { iterations } => {
+                Duration::from_micros((5 * u64::from(iterations)).max(50_000))
+            }
+        }
+    }
+
+    fn hash_inner(&self, key: &IndexKey, value: &[u8], out: &mut [u8]) -> Result<()> {
         match *self {
             Self::Argon2id { t_cost, m_cost_kib } => {
                 let params = Params::new(m_cost_kib, t_cost, 1, Some(out.len()))
@@ -117,6 +142,66 @@ impl Algorithm {
                     .map_err(|_| Error::config("blind index: pbkdf2 failed"))
             }
         }
+    }
+}
+
+/// The hint of a debug build whose blind-index KDF crates are not optimised.
+pub(super) const UNOPTIMISED_HINT: &str = "blind index: one index took far longer than its cost parameters should (the KDF crates argon2, blake2 and sha2 are compiled without optimisation in this debug build): add [profile.dev.package.argon2] opt-level = 3 (and the same for blake2 and sha2) to your Cargo.toml";
+
+/// Warn once per process when an index took longer than [`Algorithm::unoptimised_threshold`]
+/// (debug builds only): in a user's crate the KDF dependencies compile at opt-level 0 unless
+/// their profile says otherwise, and indexes then take ~25× longer.
+fn warn_if_unoptimised(algorithm: &Algorithm, elapsed: std::time::Duration) -> bool {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    warn_once(&WARNED, algorithm, elapsed)
+}
+
+fn warn_once(
+    warned: &std::sync::atomic::AtomicBool,
+    algorithm: &Algorithm,
+    elapsed: std::time::Duration,
+) -> bool {
+    if elapsed > algorithm.unoptimised_threshold()
+        && !warned.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        tracing::warn!(
+            target: "kms_fields::blind_index",
+            elapsed_ms = elapsed.as_millis() as u64,
+            "{UNOPTIMISED_HINT}"
+        );
+        return true;
+    }
+    false
+}
+
+#[cfg(test)]
+mod unoptimised_tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    /// Issue 17.2: a debug build whose KDF crates are unoptimised (~25× slower: the default
+    /// Argon2id index ~300 ms instead of ~10 ms) warns once, naming the profile fix; an
+    /// optimised one stays quiet.
+    #[test]
+    fn a_slow_index_warns_once() {
+        let warned = AtomicBool::new(false);
+        let a = Algorithm::ARGON2ID;
+        assert_eq!(a.unoptimised_threshold(), Duration::from_millis(96));
+        assert!(
+            !warn_once(&warned, &a, Duration::from_millis(12)),
+            "optimised"
+        );
+        assert!(
+            warn_once(&warned, &a, Duration::from_millis(300)),
+            "unoptimised"
+        );
+        assert!(!warn_once(&warned, &a, Duration::from_millis(300)), "once");
+        let slow = Algorithm::ARGON2ID_SLOW;
+        assert!(slow.unoptimised_threshold() > Duration::from_millis(500));
+        let pbkdf2 = Algorithm::pbkdf2_sha256(100_000);
+        assert_eq!(pbkdf2.unoptimised_threshold(), Duration::from_millis(500));
+        assert!(UNOPTIMISED_HINT.contains("[profile.dev.package.argon2] opt-level = 3"));
     }
 }
 

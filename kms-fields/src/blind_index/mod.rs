@@ -6,6 +6,12 @@
 //! indexes, so the application can look records up (and put a unique index on the column)
 //! without decrypting anything; without the key an index reveals nothing but equality.
 //!
+//! **Debug builds**: the KDF crates are slow by design and ~25× slower unoptimised; your crate
+//! does not inherit this workspace's profile, so add `[profile.dev.package.argon2]` (and
+//! `blake2`, `sha2`) `opt-level = 3` to your `Cargo.toml`. A debug build logs a one-time
+//! warning (target `kms_fields::blind_index`) when an index takes far longer than its cost
+//! parameters should.
+//!
 //! # Algorithm (byte-compatible with the blind_index gem 2.x)
 //!
 //! 1. Key hierarchy (see [`IndexKey::derive`]): from one 32-byte [`MasterKey`], each index has

@@ -81,6 +81,43 @@ impl LocalKey {
         format!("KMS_FIELDS_LOCAL_KEY_{upper}")
     }
 
+    /// Check every `KMS_FIELDS_LOCAL_KEY_*` variable that is set (used by
+    /// [`Kms::from_env`](crate::Kms::from_env)): a value must be a key (64 hex digits or base64
+    /// of 32 bytes), a `_FILE` must name a readable file holding one. The error names the
+    /// variable.
+    pub fn check_env() -> Result<()> {
+        for (var, value) in std::env::vars_os() {
+            let Some(var) = var.to_str() else { continue };
+            if !var.starts_with("KMS_FIELDS_LOCAL_KEY_") {
+                continue;
+            }
+            let value = Zeroizing::new(
+                value
+                    .to_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| Error::config(format!("{var} is not UTF-8")))?,
+            );
+            let checked = match var.strip_suffix("_FILE") {
+                Some(_) => Self::read_key_file(&value).map(drop),
+                None => Self::parse_key_text(&value).map(drop),
+            };
+            checked.map_err(|e| Error::config(format!("{var}: {}", e.message())))?;
+        }
+        Ok(())
+    }
+
+    fn read_key_file(path: &str) -> Result<DataKey> {
+        let raw = Zeroizing::new(
+            std::fs::read(path).map_err(|e| Error::config(format!("cannot read {path}: {e}")))?,
+        );
+        if raw.len() == 32 {
+            return DataKey::from_slice(&raw);
+        }
+        let text = std::str::from_utf8(&raw)
+            .map_err(|_| Error::config(format!("{path} is neither text nor 32 bytes")))?;
+        Self::parse_key_text(text)
+    }
+
     /// Whether `name` may be looked up in the environment: lowercase ASCII letters, digits and
     /// `-`, so that [`env_var`](Self::env_var) maps no two such names to one variable.
     pub fn is_env_name(name: &str) -> bool {
@@ -128,19 +165,8 @@ impl LocalKey {
         let key = if let Ok(text) = std::env::var(&var) {
             Self::parse_key_text(&text)?
         } else if let Ok(path) = std::env::var(format!("{var}_FILE")) {
-            let raw = Zeroizing::new(std::fs::read(&path).map_err(|e| {
-                Error::config(format!("local key {name}: cannot read {path}: {e}"))
-            })?);
-            if raw.len() == 32 {
-                DataKey::from_slice(&raw)?
-            } else {
-                let text = std::str::from_utf8(&raw).map_err(|_| {
-                    Error::config(format!(
-                        "local key {name}: {path} is neither text nor 32 bytes"
-                    ))
-                })?;
-                Self::parse_key_text(text)?
-            }
+            Self::read_key_file(&path)
+                .map_err(|e| Error::config(format!("local key {name}: {}", e.message())))?
         } else {
             return Err(Error::new(
                 ErrorKind::MissingKeyId,
