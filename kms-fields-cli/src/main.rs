@@ -79,19 +79,19 @@ struct MigrationSql {
     #[arg(long)]
     table: String,
     /// Key columns (default: encrypted_kms_key).
-    #[arg(long = "key")]
+    #[arg(long = "key", value_delimiter = ',')]
     keys: Vec<String>,
     /// Text (base64) ciphertext columns.
-    #[arg(long = "text")]
+    #[arg(long = "text", value_delimiter = ',')]
     text: Vec<String>,
     /// Binary ciphertext columns.
-    #[arg(long = "binary")]
+    #[arg(long = "binary", value_delimiter = ',')]
     binary: Vec<String>,
     /// Blind-index columns with a unique index.
-    #[arg(long = "unique-index")]
+    #[arg(long = "unique-index", value_delimiter = ',')]
     unique_index: Vec<String>,
     /// Blind-index columns with a plain index.
-    #[arg(long = "index")]
+    #[arg(long = "index", value_delimiter = ',')]
     index: Vec<String>,
     /// Print the down migration instead.
     #[arg(long)]
@@ -364,6 +364,7 @@ fn status(s: Status) -> Result<(), Failure> {
         let label = match version.as_str() {
             "NULL" => "NULL (no key)".to_owned(),
             "legacy" => "legacy (no vN: prefix)".to_owned(),
+            "malformed" => "malformed (vN: but not base64 — unreadable)".to_owned(),
             v => v.trim_end_matches(':').to_owned(),
         };
         println!("  {label:<24} {n}");
@@ -561,6 +562,10 @@ fn boxed(cmd: BoxCmd) -> Result<(), Failure> {
             .map_err(|_| Failure(2, "the ciphertext is not text".into()))?;
         let pt = b.decrypt_blocking(text.trim(), ctx.as_ref())?;
         out.write_all(&pt).map_err(|e| Failure(2, e.to_string()))?;
+        // the message bytes exactly when piped; a terminal's prompt on a line of its own
+        if std::io::IsTerminal::is_terminal(&out) && !pt.ends_with(b"\n") {
+            writeln!(out).map_err(|e| Failure(2, e.to_string()))?;
+        }
     }
     Ok(())
 }

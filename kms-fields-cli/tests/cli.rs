@@ -637,3 +637,162 @@ fn secrets_on_the_command_line_warn() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("pipe it on stdin"), "{}", text(&o));
 }
+
+/// Issue 17.4: a rewrap whose first rows all fail the same way — no `--previous`, a wrong
+/// `--model-name`, no AWS credentials — stops at once with one line saying what to check,
+/// instead of one error per row over the whole table; no row changed.
+macro_rules! stops_early {
+    ($name:ident, $db:ty) => {
+        #[test]
+        fn $name() {
+            let (db, mut conn) = <$db>::new();
+            seed_users(&mut conn, 300);
+            let url = db.url();
+            let check = |args: Vec<String>, env: &[(&str, &str)], expect: &[&str]| {
+                let mut c = cli();
+                for k in [
+                    "AWS_ACCESS_KEY_ID",
+                    "AWS_SECRET_ACCESS_KEY",
+                    "AWS_SESSION_TOKEN",
+                    "AWS_PROFILE",
+                ] {
+                    c.env_remove(k);
+                }
+                for (k, v) in env {
+                    c.env(k, v);
+                }
+                let o = c.args(&args).output().unwrap();
+                let t = text(&o);
+                assert_eq!(o.status.code(), Some(1), "{t}");
+                for e in expect {
+                    assert!(t.contains(e), "{e:?} in {t}");
+                }
+                assert!(
+                    t.contains("stopped: the first 20 rows all failed the same way"),
+                    "{t}"
+                );
+                assert!(t.lines().count() <= 2, "one line, not one per row: {t}");
+                assert!(t.len() < 1000, "{} bytes: {t}", t.len());
+            };
+            // no --previous: the rows' version 1 is unknown
+            let mut args = rewrap_args(&url);
+            let at = args.iter().position(|a| a == "--previous").unwrap();
+            args.drain(at..at + 2);
+            check(args, &[], &["Version not active: 1", "--previous 1=KEY_ID"]);
+            // a wrong model name: the context does not match
+            let mut args = rewrap_args(&url);
+            let at = args.iter().position(|a| a == "--model-name").unwrap();
+            args[at + 1] = "Person".into();
+            check(args, &[], &["Decryption failed", "--model-name"]);
+            // an AWS key id and no credentials anywhere
+            let mut args = rewrap_args(&url);
+            let at = args.iter().position(|a| a == "--key-id").unwrap();
+            args[at + 1] = "alias/users-2026".into();
+            check(
+                args,
+                &[
+                    ("AWS_CONFIG_FILE", "/nonexistent/kms-fields"),
+                    ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/kms-fields"),
+                    ("AWS_EC2_METADATA_DISABLED", "true"),
+                    ("AWS_REGION", "us-east-1"),
+                    ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+                ],
+                &["no AWS credentials were found", "AWS_PROFILE"],
+            );
+            let s = status_of(&url);
+            assert!(
+                s.contains("v1                       300"),
+                "nothing changed: {s}"
+            );
+        }
+    };
+}
+
+stops_early!(rewrap_stops_early_on_a_sqlite_file, SqliteDb);
+stops_early!(rewrap_stops_early_on_postgres, PgDb);
+
+/// Issue 17.4: `status` counts a malformed `v1:!!!` value as malformed, not as v1.
+macro_rules! status_malformed {
+    ($name:ident, $db:ty) => {
+        #[test]
+        fn $name() {
+            use diesel::prelude::*;
+            use kms_fields_tests::schema::users;
+            let (db, mut conn) = <$db>::new();
+            let ids = seed_users(&mut conn, 5);
+            for (id, bad) in [(ids[0], "v1:!!!"), (ids[1], "v1:"), (ids[2], "vx:AAAA")] {
+                diesel::update(users::table.find(id))
+                    .set(users::encrypted_kms_key.eq(bad))
+                    .execute(&mut conn)
+                    .unwrap();
+            }
+            let s = status_of(&db.url());
+            assert!(s.contains("v1                       2"), "{s}");
+            assert!(
+                s.contains("malformed (vN: but not base64 — unreadable) 3"),
+                "{s}"
+            );
+        }
+    };
+}
+
+status_malformed!(status_counts_malformed_values_on_sqlite, SqliteDb);
+status_malformed!(status_counts_malformed_values_on_postgres, PgDb);
+status_malformed!(status_counts_malformed_values_on_mysql, MysqlDb);
+
+/// Issue 17.4: `--text a,b` means two columns, as `--text a --text b`.
+#[test]
+fn migration_sql_takes_comma_separated_columns() {
+    let o = run(&[
+        "migration-sql",
+        "--backend",
+        "postgres",
+        "--table",
+        "users",
+        "--text",
+        "email_enc,phone_enc",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let sql = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        sql.contains("\"email_enc\"") && sql.contains("\"phone_enc\""),
+        "{sql}"
+    );
+    assert!(!sql.contains("email_enc,phone_enc"), "{sql}");
+}
+
+/// Issue 17.4: `box decrypt` ends its output with a newline on a terminal (a pseudo-terminal
+/// from util-linux `script`), and prints the message bytes exactly when piped.
+#[test]
+fn box_decrypt_ends_the_line_on_a_terminal() {
+    let ct = cli()
+        .args(["box", "encrypt", "--key-id", "insecure-test-key"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"hello")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let ct = String::from_utf8(ct.stdout).unwrap();
+    let piped = run(&["box", "decrypt", "--key-id", "insecure-test-key", ct.trim()]);
+    assert_eq!(piped.stdout, b"hello", "exact bytes when piped");
+    let cmd = format!(
+        "{} box decrypt --key-id insecure-test-key {}",
+        env!("CARGO_BIN_EXE_kms-fields"),
+        ct.trim()
+    );
+    let tty = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("KMS_FIELDS_INSECURE_TEST_KEY", "1")
+        .output()
+        .unwrap();
+    assert!(tty.status.success(), "{}", text(&tty));
+    assert!(
+        tty.stdout.ends_with(b"hello\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&tty.stdout)
+    );
+}

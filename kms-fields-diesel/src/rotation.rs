@@ -107,7 +107,8 @@ pub fn migrate_kms_rails_table<C: KmsConnection>(
     ))
 }
 
-/// Rows per key version of a key column: `("v1:", n)`, `("NULL", n)`, `("legacy", n)`.
+/// Rows per key version of a key column: `("v1:", n)`, `("NULL", n)`, `("legacy", n)`, and
+/// `("malformed", n)` for `vN:` values that are not base64 (unreadable).
 pub fn key_versions<C: KmsConnection>(
     conn: &mut C,
     table: &str,

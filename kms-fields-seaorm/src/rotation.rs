@@ -64,7 +64,8 @@ pub async fn migrate_kms_rails_table<C: ConnectionTrait + TransactionTrait + Syn
     table::migrate_kms_rails_table(&mut sea::<C, ()>(db), kms, t, opts).await
 }
 
-/// Rows per key version of a key column: `("v1:", n)`, `("NULL", n)`, `("legacy", n)`.
+/// Rows per key version of a key column: `("v1:", n)`, `("NULL", n)`, `("legacy", n)`, and
+/// `("malformed", n)` for `vN:` values that are not base64 (unreadable).
 pub async fn key_versions<C: ConnectionTrait + TransactionTrait + Sync>(
     db: &C,
     table: &str,

@@ -232,16 +232,51 @@ where
         }
         _ => (ErrorKind::Provider, false),
     };
+    let detail = code
+        .is_empty()
+        .then(|| aws_sdk_kms::error::DisplayErrorContext(&err).to_string());
+    if let Some(d) = &detail
+        && is_missing_credentials(d)
+    {
+        // a configuration error, the same for every call: say what to set, not retryable
+        return Error::new(
+            ErrorKind::AccessDenied,
+            format!(
+                "AWS KMS {op} with key {key_id} failed: no AWS credentials were found (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with an instance or task role)"
+            ),
+        )
+        .with_source(err);
+    }
     let text = match kind {
         ErrorKind::DecryptionFailed => "Decryption failed".to_owned(),
         _ if code.is_empty() => format!(
             "AWS KMS {op} with key {key_id} failed: {}",
-            aws_sdk_kms::error::DisplayErrorContext(&err)
+            shorten(detail.as_deref().unwrap_or_default(), 300)
         ),
         _ if message.is_empty() => format!("AWS KMS {op} with key {key_id} failed: {code}"),
         _ => format!("AWS KMS {op} with key {key_id} failed: {code}: {message}"),
     };
     Error::new(kind, text).retryable(retryable).with_source(err)
+}
+
+/// Whether an SDK error's text says the credential chain found nothing.
+fn is_missing_credentials(detail: &str) -> bool {
+    detail.contains("CredentialsNotLoaded")
+        || detail.contains("no credentials")
+        || detail.contains("failed to load credentials")
+}
+
+/// At most `max` bytes of `text` (at a character boundary), with `…` when cut: SDK error
+/// chains can be kilobytes long and are repeated once per failing row.
+fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 #[async_trait]

@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use super::compute::{for_each_row, raw_ciphertext};
-use super::run::{Row, TableDb, report, run_kms};
+use super::compute::raw_ciphertext;
+use super::run::{Row, TableDb, compute, report, run_kms};
 use super::statements;
 use super::{RowError, Summary, TableOptions, TableSpec};
 use crate::blind_index::{BidxValue, BlindIndex, MasterKey};
@@ -109,7 +109,7 @@ pub async fn backfill_blind_index<M: KmsModel, D: TableDb + ?Sized>(
         let Some(last) = rows.last().map(|r| r.id.clone()) else {
             break;
         };
-        let results = for_each_row(&rows, opts.concurrency, |row| target.compute(&kms, row)).await;
+        let results = compute(&rows, &opts, batches == 1, |row| target.compute(&kms, row)).await?;
         for (row, result) in rows.into_iter().zip(results) {
             match result {
                 Err(error) => summary.errors.push(RowError {

@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
-use super::compute::{NewValues, for_each_row, raw_ciphertext, row_location, stored_ciphertext};
-use super::run::{distinct_errors, report, run_kms};
+use super::compute::{NewValues, raw_ciphertext, row_location, stored_ciphertext};
+use super::run::{compute, distinct_errors, report, run_kms};
 use super::statements;
 use super::{Row, RowError, Summary, TableDb, TableOptions, TableSpec};
 use crate::data_key::DataKey;
@@ -69,7 +69,7 @@ pub async fn migrate_kms_rails_table<D: TableDb + ?Sized>(
                 break;
             };
             let results =
-                for_each_row(&rows, opts.concurrency, |row| migrate_row(&kms, t, row)).await;
+                compute(&rows, &opts, batches == 1, |row| migrate_row(&kms, t, row)).await?;
             for (row, result) in rows.into_iter().zip(results) {
                 match result {
                     Err(error) => summary.errors.push(RowError { id: row.id, error }),

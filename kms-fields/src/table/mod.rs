@@ -271,6 +271,11 @@ pub struct TableOptions<'a> {
     pub progress: Option<&'a mut (dyn FnMut(&Progress) + Send)>,
     /// Stop after this many batches (a bounded slice of work per call, e.g. a cron step).
     pub max_batches: Option<usize>,
+    /// The run's first batch holds at most this many rows (default 20); when every one of
+    /// them fails with the same kind of error — a version the key spec lacks, a context that
+    /// does not match (wrong model name), missing credentials — the run stops with ONE error
+    /// saying what to check, instead of failing every row of the table. `0`: never stop.
+    pub give_up_after: usize,
 }
 
 impl Default for TableOptions<'_> {
@@ -283,6 +288,7 @@ impl Default for TableOptions<'_> {
             max_attempts: 5,
             progress: None,
             max_batches: None,
+            give_up_after: 20,
         }
     }
 }
@@ -296,6 +302,7 @@ impl std::fmt::Debug for TableOptions<'_> {
             .field("rate_per_second", &self.rate_per_second)
             .field("max_attempts", &self.max_attempts)
             .field("max_batches", &self.max_batches)
+            .field("give_up_after", &self.give_up_after)
             .finish_non_exhaustive()
     }
 }

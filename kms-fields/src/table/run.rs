@@ -76,7 +76,8 @@ pub(crate) async fn finish<D: TableDb + ?Sized, T>(db: &mut D, result: Result<T>
     }
 }
 
-/// Rows per key version of a key column: `("v1:", n)`, `("NULL", n)`, `("legacy", n)`.
+/// Rows per key version of a key column: `("v1:", n)`, `("NULL", n)`, `("legacy", n)`, and
+/// `("malformed", n)` for `vN:` values that are not base64 (unreadable).
 pub async fn key_versions<D: TableDb + ?Sized>(
     db: &mut D,
     table: &str,
@@ -104,6 +105,72 @@ pub(super) fn report(opts: &mut TableOptions<'_>, summary: &Summary, total: u64,
             elapsed: started.elapsed(),
         });
     }
+}
+
+/// Compute `rows` with `f` (bounded concurrency, results in order). On a run's first batch
+/// (`probe`), the first [`TableOptions::give_up_after`] rows go first: when every one of them
+/// fails with the same kind of error, the configuration is wrong (a version the key spec does
+/// not name, a wrong model name, missing credentials) and the run stops with ONE error saying
+/// what to check — no KMS call is spent on the rest of the table.
+pub(super) async fn compute<'r, F, Fut, T>(
+    rows: &'r [Row],
+    opts: &TableOptions<'_>,
+    probe: bool,
+    f: F,
+) -> Result<Vec<Result<T>>>
+where
+    F: Fn(&'r Row) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let n = if probe {
+        opts.give_up_after.min(rows.len())
+    } else {
+        0
+    };
+    let (head, tail) = rows.split_at(n);
+    let mut results = for_each_row(head, opts.concurrency, &f).await;
+    if n > 0 {
+        let errors: Vec<&Error> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        if errors.len() == n
+            && let Some(e) = give_up(&errors)
+        {
+            return Err(e);
+        }
+    }
+    results.extend(for_each_row(tail, opts.concurrency, &f).await);
+    Ok(results)
+}
+
+/// The one error of a run whose first rows all failed with `errors[0]`'s kind, if that kind
+/// points at the configuration.
+fn give_up(errors: &[&Error]) -> Option<Error> {
+    let first = *errors.first()?;
+    if !errors.iter().all(|e| e.kind() == first.kind()) {
+        return None;
+    }
+    let hint = match first.kind() {
+        ErrorKind::VersionNotActive(v) => format!(
+            "the rows are on key version {v}, which the key spec does not name: give that version's key id (CLI: --previous {v}=KEY_ID; KeySpec::previous_version)"
+        ),
+        ErrorKind::DecryptionFailed => "the rows' encryption context or key does not match: check the model name (CLI: --model-name), the id column and each version's key id".to_owned(),
+        ErrorKind::AccessDenied
+        | ErrorKind::Provider
+        | ErrorKind::ProviderUnavailable
+        | ErrorKind::MissingKeyId
+        | ErrorKind::KeyUnusable
+        | ErrorKind::KeyNotDerived
+        | ErrorKind::Config => {
+            "check the KMS configuration: credentials, region or endpoint, and the key ids".to_owned()
+        }
+        _ => return None,
+    };
+    Some(Error::new(
+        first.kind(),
+        format!(
+            "stopped: the first {} rows all failed the same way ({first}): {hint}",
+            errors.len()
+        ),
+    ))
 }
 
 /// Rotate every row of `t.table` whose key column is not at the current version (see the
@@ -157,6 +224,7 @@ pub async fn rotate_table<D: TableDb + ?Sized>(
                 kms: &kms,
                 t,
                 opts: &opts,
+                probe: batches == 1,
             };
             let last = if b == BackendKind::Postgres {
                 // the batch's rows stay locked (FOR UPDATE SKIP LOCKED) until it is written
@@ -217,6 +285,8 @@ struct Batch<'a, 'o> {
     kms: &'a Kms,
     t: &'a TableSpec,
     opts: &'a TableOptions<'o>,
+    /// The run's first batch (see [`compute`]).
+    probe: bool,
 }
 
 impl Batch<'_, '_> {
@@ -238,10 +308,10 @@ impl Batch<'_, '_> {
             if pending.is_empty() {
                 break;
             }
-            let results = for_each_row(&pending, self.opts.concurrency, |row| {
+            let results = compute(&pending, self.opts, self.probe && attempt == 0, |row| {
                 rotate_row(self.kms, self.t, self.opts.mode, row)
             })
-            .await;
+            .await?;
             let mut ready = Vec::with_capacity(pending.len());
             for (row, result) in pending.into_iter().zip(results) {
                 match result {
@@ -382,7 +452,7 @@ pub async fn backfill_table<D: TableDb + ?Sized>(
         let Some(last) = rows.last().map(|r| r.id.clone()) else {
             break;
         };
-        let results = for_each_row(&rows, opts.concurrency, |row| backfill_row(&kms, t, row)).await;
+        let results = compute(&rows, &opts, batches == 1, |row| backfill_row(&kms, t, row)).await?;
         for (row, result) in rows.into_iter().zip(results) {
             match result {
                 Err(error) => summary.errors.push(RowError { id: row.id, error }),

@@ -324,7 +324,8 @@ pub(crate) fn backfill_update(
     (sql, binds)
 }
 
-/// Rows per key version: `kmsf_version` (`v1:`, `NULL`, `legacy`) and `n`.
+/// Rows per key version: `kmsf_version` (`v1:`, `NULL`, `legacy`, `malformed` — a `vN:`
+/// value whose version is not a number or whose rest is empty or not base64) and `n`.
 pub(crate) fn key_versions(b: BackendKind, table: &str, key_column: &str) -> String {
     let k = b.quote(key_column);
     let prefix = match b {
@@ -332,8 +333,20 @@ pub(crate) fn key_versions(b: BackendKind, table: &str, key_column: &str) -> Str
         BackendKind::Sqlite => format!("substr({k}, 1, instr({k}, ':'))"),
         BackendKind::Mysql => format!("SUBSTRING({k}, 1, LOCATE(':', {k}))"),
     };
+    let well_formed = "'^v[0-9]+:[A-Za-z0-9+/=[:space:]]+$'";
+    let malformed = match b {
+        BackendKind::Postgres => format!("{k} !~ {well_formed}"),
+        BackendKind::Mysql => format!("{k} NOT REGEXP {well_formed}"),
+        BackendKind::Sqlite => format!(
+            "(substr({prefix}, 2, length({prefix}) - 2) GLOB '*[^0-9]*' OR length({prefix}) < 3 \
+             OR substr({k}, instr({k}, ':') + 1) = '' \
+             OR substr({k}, instr({k}, ':') + 1) GLOB '*[^A-Za-z0-9+/=' || char(9, 10, 13, 32) || ']*')"
+        ),
+    };
     format!(
-        "SELECT CASE WHEN {k} IS NULL THEN 'NULL' WHEN {k} LIKE 'v%:%' AND {k} NOT LIKE 'vault:%' THEN {prefix} ELSE 'legacy' END AS kmsf_version, COUNT(*) AS n \
+        "SELECT CASE WHEN {k} IS NULL THEN 'NULL' \
+         WHEN {k} LIKE 'v%:%' AND {k} NOT LIKE 'vault:%' AND {malformed} THEN 'malformed' \
+         WHEN {k} LIKE 'v%:%' AND {k} NOT LIKE 'vault:%' THEN {prefix} ELSE 'legacy' END AS kmsf_version, COUNT(*) AS n \
          FROM {} GROUP BY 1 ORDER BY 1",
         b.quote(table)
     )
