@@ -212,6 +212,18 @@ fi
 step "cargo nextest run $FEATURES" cargo nextest run $FEATURES --no-fail-fast "$@"
 if [ $# -eq 0 ]; then
   step "doc tests" cargo test $FEATURES --doc
+  # the README's first command and the other examples, run (built with the suite's features,
+  # reusing its artifacts; scripts/quickstart-deps-check.sh proves the quickstart alone needs
+  # no system library)
+  run_examples() {
+    cargo build $FEATURES --examples
+    local e
+    for e in quickstart seaorm_quickstart diesel_split; do
+      log "  example $e"
+      "${CARGO_TARGET_DIR:-target}/debug/examples/$e" >/dev/null
+    done
+  }
+  step "examples run" run_examples
   step "core tests with the default (RustCrypto) AES-GCM backend" \
     cargo nextest run -p kms-fields --features aws --no-fail-fast
   # --- fuzzing (nightly only) ------------------------------------------------------------------

@@ -351,7 +351,26 @@ fn generate(m: &Model) -> TokenStream {
             let f = &b.field;
             quote!(self.#f = #var;)
         });
+        let bytes_methods = if a.text {
+            let bytes = format_ident!("{}_bytes", a.name, span = a.span);
+            let bytes_blocking = format_ident!("{}_bytes_blocking", a.name, span = a.span);
+            let doc = format!("Decrypt `{}` to its plaintext bytes, whatever they are: a string Ruby wrote may hold bytes that are not UTF-8 (Lockbox encrypts a String's bytes as they are), which [`{}`](Self::{}) refuses with a `Codec` error. Read such a row here, repair the text, and write it back with [`set_{}`](Self::set_{}).", a.name, a.name, a.name, a.name, a.name);
+            let doc_b = format!("[`{}_bytes`](Self::{}_bytes) from synchronous code.", a.name, a.name);
+            quote!(
+                #[doc = #doc]
+                pub async fn #bytes(&self, kms: &#krate::Kms) -> #krate::Result<::core::option::Option<::std::vec::Vec<u8>>> {
+                    #krate::model::read_attribute::<Self, #krate::codec::Binary>(self, kms, #i).await
+                }
+                #[doc = #doc_b]
+                pub fn #bytes_blocking(&self, kms: &#krate::Kms) -> #krate::Result<::core::option::Option<::std::vec::Vec<u8>>> {
+                    #krate::__private::blocking::run(self.#bytes(kms))
+                }
+            )
+        } else {
+            quote!()
+        };
         quote!(
+            #bytes_methods
             #[doc = #doc_read]
             pub async fn #name(&self, kms: &#krate::Kms) -> #krate::Result<::core::option::Option<<#codec as #krate::codec::Codec>::Value>> {
                 #krate::model::read_attribute::<Self, #codec>(self, kms, #i).await

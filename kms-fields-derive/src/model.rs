@@ -70,6 +70,8 @@ pub struct Attr {
     pub binary: bool,
     pub kms_rails: Option<Option<(String, String)>>,
     pub codec: TokenStream,
+    /// The default codec (`String`): gets `<name>_bytes` accessors too.
+    pub text: bool,
     pub span: Span,
 }
 
@@ -441,6 +443,7 @@ pub fn build(cx: &Ctxt, input: &DeriveInput) -> Option<Model> {
                 .as_ref()
                 .map(|(_, ctx)| ctx.as_ref().map(|(k, v)| (k.value(), v.value()))),
             codec,
+            text: plain_string,
             span: fa.encrypted.unwrap_or_else(|| field.span()),
         });
     }

@@ -800,3 +800,46 @@ fn kms_rails_downgrades_refused_and_the_table_migration_finishes() {
     let again = migrate_kms_rails_table(&mut conn, &kms, &t, TableOptions::default()).unwrap();
     assert_eq!((again.done, again.remaining), (0, 0));
 }
+
+/// Issue 17.6: a Ruby string may hold bytes that are not UTF-8 (Lockbox encrypts them as they
+/// are): `email()` refuses such a row with a `Codec` error, `email_bytes()` reads it, and the
+/// repaired text is written back through the usual setter.
+#[test]
+fn non_utf8_lockbox_strings_read_as_bytes_and_are_repaired() {
+    use kms_fields::KmsModel;
+    let (_db, mut conn) = SqliteDb::new();
+    let kms = Kms::new();
+    let latin1 = b"Jos\xe9@example.org".to_vec(); // ISO-8859-1, as an old Ruby app stored it
+    let mut u = LockboxUser::default();
+    let email = LockboxUser::ATTRIBUTES
+        .iter()
+        .position(|a| a.name == "email")
+        .unwrap();
+    // what Lockbox writes for that String: its bytes, encrypted as they are
+    kms_fields::blocking::run(kms_fields::model::write_attribute::<
+        LockboxUser,
+        kms_fields::codec::Binary,
+    >(&mut u, &kms, email, Some(&latin1)))
+    .unwrap();
+    kms_fields_diesel::insert(&mut conn, &kms, lockbox_users::table, &mut u).unwrap();
+    let id = u.id.unwrap();
+    let load = |conn: &mut SqliteConnection| -> LockboxUser {
+        lockbox_users::table
+            .find(id)
+            .select(LockboxUser::as_select())
+            .first(conn)
+            .unwrap()
+    };
+    let mut loaded = load(&mut conn);
+    let e = loaded.email_blocking(&kms).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Codec, "{e}");
+    let bytes = loaded.email_bytes_blocking(&kms).unwrap().unwrap();
+    assert_eq!(bytes, latin1);
+    let repaired: String = bytes.iter().map(|&b| b as char).collect(); // Latin-1 → UTF-8
+    loaded.set_email_blocking(&kms, Some(&repaired)).unwrap();
+    kms_fields_diesel::update_encrypted(&mut conn, &kms, &mut loaded).unwrap();
+    assert_eq!(
+        load(&mut conn).email_blocking(&kms).unwrap().as_deref(),
+        Some("José@example.org")
+    );
+}
