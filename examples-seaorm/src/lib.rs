@@ -1,0 +1,1 @@
+//! The SeaORM example lives in `examples/`.
