@@ -143,7 +143,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into_iter()
         .find(|u| u.name.as_deref() == Some("Grace"))
         .ok_or("no Grace")?;
-    kms_fields_seaorm::rotate_kms_key(&db, kms(), &mut grace, 0).await?;
+    kms_fields_seaorm::rotate_kms_key(&db, kms(), &mut grace, user::Model::KMS_KEY).await?;
 
     println!("\nwhat the database stores:");
     for u in user::Entity::find()

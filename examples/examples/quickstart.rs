@@ -152,12 +152,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .select(User::as_select())
         .first(&mut conn)?;
     let before = grace.encrypted_kms_key.stored().map(str::to_owned);
-    kms_fields_diesel::rotate_kms_key(
-        &mut conn,
-        &kms,
-        &mut grace,
-        kms_fields_diesel::key_index::<User>(None)?,
-    )?;
+    kms_fields_diesel::rotate_kms_key(&mut conn, &kms, &mut grace, User::KMS_KEY)?;
     assert_ne!(before.as_deref(), grace.encrypted_kms_key.stored());
     show(
         &mut conn,

@@ -316,6 +316,27 @@ fn generate(m: &Model) -> TokenStream {
         quote_spanned!(syn::spanned::Spanned::span(ty)=> const _: fn() = || { fn key_column<T: #krate::model::AsKeyColumn>() {} key_column::<#ty>(); };)
     });
 
+    // typed handles: `User::KMS_KEY`, `User::EMAIL`, `User::EMAIL_BIDX`
+    let key_handles = m.keys.iter().enumerate().map(|(i, k)| {
+        let c = format_ident!("{}", k.method.to_ascii_uppercase());
+        let doc = format!("The handle of key `{}` (column `{}`), for `rotate_kms_key`, `rewrap_kms_key`, `update_key_columns` and `TableSpec::of_model`.", k.method, k.column);
+        quote!(#[doc = #doc] pub const #c: #krate::KeyHandle<Self> = #krate::KeyHandle::__new(#i);)
+    });
+    let attr_handles = m.attrs.iter().enumerate().map(|(i, a)| {
+        let c = format_ident!("{}", a.name.to_ascii_uppercase(), span = a.span);
+        let doc = format!("The handle of encrypted attribute `{}` (column `{}`).", a.name, a.column);
+        quote!(#[doc = #doc] pub const #c: #krate::AttrHandle<Self> = #krate::AttrHandle::__new(#i);)
+    });
+    let bidx_handles = m.blind_indexes.iter().enumerate().map(|(i, b)| {
+        let c = format_ident!("{}", b.column.to_ascii_uppercase(), span = b.span);
+        let doc = format!("The handle of blind index `{}`, for `backfill_blind_index`.", b.column);
+        quote!(#[doc = #doc] pub const #c: #krate::BidxHandle<Self> = #krate::BidxHandle::__new(#i);)
+    });
+    let handles: Vec<TokenStream> = key_handles
+        .chain(attr_handles)
+        .chain(bidx_handles)
+        .collect();
+
     // inherent methods
     let attr_methods = m.attrs.iter().enumerate().map(|(i, a)| {
         let name = format_ident!("{}", a.name, span = a.span);
@@ -503,6 +524,7 @@ fn generate(m: &Model) -> TokenStream {
                 pub fn kms_seal_blocking(&mut self, kms: &#krate::Kms) -> #krate::Result<usize> {
                     #krate::__private::blocking::run(self.kms_seal(kms))
                 }
+                #(#handles)*
                 #(#attr_methods)*
                 #(#key_methods)*
                 #(#bidx_methods)*

@@ -216,7 +216,7 @@ pub async fn rotate_kms_key<M: KmsModel>(
     conn: &mut AsyncPgConnection,
     kms: &Kms,
     model: &mut M,
-    key: usize,
+    key: kms_fields::KeyHandle<M>,
 ) -> Result<()> {
     save::rotate_kms_key(&mut AsyncDb::<(), Single>::new(conn, ()), kms, model, key).await
 }
@@ -226,7 +226,7 @@ pub async fn rewrap_kms_key<M: KmsModel>(
     conn: &mut AsyncPgConnection,
     kms: &Kms,
     model: &mut M,
-    key: usize,
+    key: kms_fields::KeyHandle<M>,
 ) -> Result<bool> {
     save::rewrap_kms_key(&mut AsyncDb::<(), Single>::new(conn, ()), kms, model, key).await
 }
@@ -263,7 +263,7 @@ pub async fn backfill_table(
 pub async fn backfill_blind_index<M: KmsModel>(
     conn: &mut AsyncPgConnection,
     kms: &Kms,
-    bidx: usize,
+    bidx: kms_fields::BidxHandle<M>,
     opts: TableOptions<'_>,
 ) -> Result<Summary> {
     table::backfill_blind_index::<M, _>(&mut AsyncDb::<(), Single>::new(conn, ()), kms, bidx, opts)

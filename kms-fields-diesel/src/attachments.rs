@@ -4,7 +4,7 @@
 use kms_fields::attachments::AttachmentStore;
 use kms_fields::attachments::object_store::path::Path;
 use kms_fields::attachments::record;
-use kms_fields::{Kms, KmsModel, Result, blocking};
+use kms_fields::{KeyHandle as KmsKeyHandle, Kms, KmsModel, Result, blocking};
 
 use crate::KmsConnection;
 
@@ -16,7 +16,7 @@ pub fn rotate_kms_key_with_attachments<M, C>(
     conn: &mut C,
     kms: &Kms,
     model: &mut M,
-    key: usize,
+    key: KmsKeyHandle<M>,
     store: &AttachmentStore,
     attachments: &[(&str, Path)],
 ) -> Result<()>

@@ -126,7 +126,7 @@ pub fn key_versions<C: KmsConnection>(
 pub fn backfill_blind_index<M: kms_fields::KmsModel, C: KmsConnection>(
     conn: &mut C,
     kms: &Kms,
-    bidx: usize,
+    bidx: kms_fields::BidxHandle<M>,
     opts: TableOptions<'_>,
 ) -> Result<Summary> {
     blocking::run(table::backfill_blind_index::<M, _>(

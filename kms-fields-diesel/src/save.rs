@@ -5,7 +5,7 @@ use diesel::Insertable;
 use diesel::Table;
 use diesel::query_builder::InsertStatement;
 use diesel::query_dsl::methods::ExecuteDsl;
-use kms_fields::{Kms, KmsModel, Result, SaveFlow, blocking, save};
+use kms_fields::{KeyHandle, Kms, KmsModel, Result, SaveFlow, blocking, save};
 
 use crate::connection::KmsConnection;
 use crate::port::{Batch, DieselDb};
@@ -102,7 +102,7 @@ where
 /// Write key `key`'s columns (its key column and its attributes' ciphertexts) with ONE guarded
 /// `UPDATE … WHERE id = ? AND <key column> = <value when loaded>`. Returns `Conflict` when a
 /// concurrent writer changed the row first (nothing is overwritten).
-pub fn update_key_columns<M, C>(conn: &mut C, model: &mut M, key: usize) -> Result<()>
+pub fn update_key_columns<M, C>(conn: &mut C, model: &mut M, key: KeyHandle<M>) -> Result<()>
 where
     C: KmsConnection,
     M: KmsModel,
@@ -114,10 +114,11 @@ where
     ))
 }
 
-/// kms_encrypted's `rotate_kms_key!` for key `key` (index in `M::KEYS`, see [`key_index`]):
+/// kms_encrypted's `rotate_kms_key!` for key `key` (the derive's `User::KMS_KEY`,
+/// `User::KMS_KEY_PHONE`; [`key_index`] by name):
 /// decrypt its attributes (one `Decrypt`), draw a new data key, re-encrypt them, wrap the key
 /// (one `Encrypt`), and save with one guarded `UPDATE` of that key's columns.
-pub fn rotate_kms_key<M, C>(conn: &mut C, kms: &Kms, model: &mut M, key: usize) -> Result<()>
+pub fn rotate_kms_key<M, C>(conn: &mut C, kms: &Kms, model: &mut M, key: KeyHandle<M>) -> Result<()>
 where
     C: KmsConnection,
     M: KmsModel,
@@ -133,7 +134,12 @@ where
 /// Re-wrap key `key` (same data key, current version/key id/context; AWS ReEncrypt when
 /// possible) and save with one guarded `UPDATE`. Ciphertexts are untouched. Returns `false`
 /// when there was nothing to do.
-pub fn rewrap_kms_key<M, C>(conn: &mut C, kms: &Kms, model: &mut M, key: usize) -> Result<bool>
+pub fn rewrap_kms_key<M, C>(
+    conn: &mut C,
+    kms: &Kms,
+    model: &mut M,
+    key: KeyHandle<M>,
+) -> Result<bool>
 where
     C: KmsConnection,
     M: KmsModel,
@@ -146,8 +152,8 @@ where
     ))
 }
 
-/// Key index by name: `None` or `"kms_key"` for the default key, `"phone"` or
-/// `"kms_key_phone"` for a named one.
-pub fn key_index<M: KmsModel>(name: Option<&str>) -> Result<usize> {
+/// A key by name, for names known only at run time (prefer the derive's `User::KMS_KEY`):
+/// `None` or `"kms_key"` for the default key, `"phone"` or `"kms_key_phone"` for a named one.
+pub fn key_index<M: KmsModel>(name: Option<&str>) -> Result<KeyHandle<M>> {
     save::key_index::<M>(name)
 }

@@ -4,7 +4,7 @@
 use kms_fields::attachments::AttachmentStore;
 use kms_fields::attachments::object_store::path::Path;
 use kms_fields::attachments::record;
-use kms_fields::{Kms, KmsModel, Result};
+use kms_fields::{KeyHandle as KmsKeyHandle, Kms, KmsModel, Result};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 
 /// [`rotate_kms_key`](crate::rotate_kms_key) that also re-encrypts the record's attachments
@@ -18,7 +18,7 @@ pub async fn rotate_kms_key_with_attachments<
     db: &C,
     kms: &Kms,
     model: &mut M,
-    key: usize,
+    key: KmsKeyHandle<M>,
     store: &AttachmentStore,
     attachments: &[(&str, Path)],
 ) -> Result<()> {

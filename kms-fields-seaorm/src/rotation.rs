@@ -82,7 +82,7 @@ pub async fn backfill_blind_index<
 >(
     db: &C,
     kms: &Kms,
-    bidx: usize,
+    bidx: kms_fields::BidxHandle<M>,
     opts: TableOptions<'_>,
 ) -> Result<Summary> {
     table::backfill_blind_index::<M, _>(&mut sea::<C, ()>(db), kms, bidx, opts).await

@@ -3,7 +3,7 @@
 
 use kms_fields::model::IdKind;
 use kms_fields::sql::{BackendKind, SqlValue};
-use kms_fields::{Error, ErrorKind, Kms, KmsModel, Result, SaveFlow, bulk, save};
+use kms_fields::{Error, ErrorKind, KeyHandle, Kms, KmsModel, Result, SaveFlow, bulk, save};
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait,
     IntoActiveModel, Statement, TransactionTrait,
@@ -156,7 +156,7 @@ where
 
 /// kms_encrypted's `rotate_kms_key!`: new data key, that key's attributes re-encrypted, one
 /// guarded `UPDATE` (a concurrent write wins with `ErrorKind::Conflict`).
-pub async fn rotate_kms_key<M, C>(db: &C, kms: &Kms, model: &mut M, key: usize) -> Result<()>
+pub async fn rotate_kms_key<M, C>(db: &C, kms: &Kms, model: &mut M, key: KeyHandle<M>) -> Result<()>
 where
     M: KmsModel,
     C: ConnectionTrait + TransactionTrait + Sync,
@@ -165,7 +165,12 @@ where
 }
 
 /// Re-wrap key `key` to the current version (same data key), one guarded `UPDATE`.
-pub async fn rewrap_kms_key<M, C>(db: &C, kms: &Kms, model: &mut M, key: usize) -> Result<bool>
+pub async fn rewrap_kms_key<M, C>(
+    db: &C,
+    kms: &Kms,
+    model: &mut M,
+    key: KeyHandle<M>,
+) -> Result<bool>
 where
     M: KmsModel,
     C: ConnectionTrait + TransactionTrait + Sync,
@@ -174,7 +179,7 @@ where
 }
 
 /// [`rotate_kms_key`]'s guarded write of key `key`'s columns (used by the attachment rotation).
-pub(crate) async fn guarded_update<M, C>(db: &C, model: &mut M, key: usize) -> Result<()>
+pub(crate) async fn guarded_update<M, C>(db: &C, model: &mut M, key: KeyHandle<M>) -> Result<()>
 where
     M: KmsModel,
     C: ConnectionTrait + TransactionTrait + Sync,

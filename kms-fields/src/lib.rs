@@ -49,7 +49,9 @@ pub use provider::{Provider, ProviderKind};
 /// every `#[kms(...)]` option follow.
 #[cfg(feature = "derive")]
 pub use kms_fields_derive::KmsEncrypted;
-pub use model::{AttrDef, BidxDef, KeyColumn, KeyDef, KmsModel, SaveFlow};
+pub use model::{
+    AttrDef, AttrHandle, BidxDef, BidxHandle, KeyColumn, KeyDef, KeyHandle, KmsModel, SaveFlow,
+};
 
 /// What generated code refers to (not a public API).
 #[doc(hidden)]

@@ -42,7 +42,13 @@ where
     let mut u = User::default();
     u.set_email_blocking(kms, Some("ada@example.org")).unwrap();
     // a new record: the attachment's key is the record's fresh data key, wrapped on save
-    let key = blocking::run(record::key_for_write(&mut u, kms, 0, "contract")).unwrap();
+    let key = blocking::run(record::key_for_write(
+        &mut u,
+        kms,
+        User::KMS_KEY,
+        "contract",
+    ))
+    .unwrap();
     kms_fields_diesel::insert(conn, kms, users::table, &mut u).unwrap();
     let path = Path::from(format!("users/{}/contract.pdf", u.id.unwrap()));
     blocking::run(store.put_bytes(&path, &key, contract())).unwrap();
@@ -56,7 +62,15 @@ fn read<M: kms_fields::KmsModel>(
     path: &Path,
 ) -> kms_fields::Result<Vec<u8>> {
     blocking::run(async {
-        let s = record::open(m, kms, 0, store, "contract", path).await?;
+        let s = record::open(
+            m,
+            kms,
+            kms_fields::save::key_index::<M>(None)?,
+            store,
+            "contract",
+            path,
+        )
+        .await?;
         Ok(s.bytes().await?.to_vec())
     })
 }
@@ -79,7 +93,10 @@ macro_rules! attachment_suite {
                     .select(UserV2::as_select())
                     .first(&mut conn)
                     .unwrap();
-                assert!(kms_fields_diesel::rewrap_kms_key(&mut conn, &kms, &mut v2, 0).unwrap());
+                assert!(
+                    kms_fields_diesel::rewrap_kms_key(&mut conn, &kms, &mut v2, UserV2::KMS_KEY)
+                        .unwrap()
+                );
                 let after = blocking::block_on(raw.head(&path)).unwrap().unwrap();
                 assert_eq!(
                     (before.e_tag, before.size),
@@ -109,13 +126,14 @@ macro_rules! attachment_suite {
                     .select(User::as_select())
                     .first(&mut conn)
                     .unwrap();
-                let old = blocking::run(record::key_of(&u, &kms, 0, "contract")).unwrap();
+                let old =
+                    blocking::run(record::key_of(&u, &kms, User::KMS_KEY, "contract")).unwrap();
                 let before = blocking::block_on(raw.head(&path)).unwrap().unwrap();
                 kms_fields_diesel::attachments::rotate_kms_key_with_attachments(
                     &mut conn,
                     &kms,
                     &mut u,
-                    0,
+                    User::KMS_KEY,
                     &store,
                     &[("contract", path.clone())],
                 )
@@ -163,7 +181,7 @@ macro_rules! attachment_suite {
                     &mut conn,
                     &kms,
                     &mut u,
-                    0,
+                    User::KMS_KEY,
                     &store.read_only(),
                     &[("contract", path.clone())],
                 )
@@ -192,14 +210,16 @@ macro_rules! attachment_suite {
                     .select(User::as_select())
                     .first(&mut conn)
                     .unwrap();
-                let old = blocking::run(record::key_of(&u, &kms, 0, "contract")).unwrap();
+                let old =
+                    blocking::run(record::key_of(&u, &kms, User::KMS_KEY, "contract")).unwrap();
                 // the state a crash between steps 2 and 3 leaves: staging object under the new
                 // key, the row saved with the new key, the original still under the old one
                 u.rotate_kms_key_blocking(&kms).unwrap();
-                let new = blocking::run(record::key_of(&u, &kms, 0, "contract")).unwrap();
+                let new =
+                    blocking::run(record::key_of(&u, &kms, User::KMS_KEY, "contract")).unwrap();
                 let staging = record::staging_path(&path);
                 blocking::run(store.reencrypt_to(&path, &old, &store, &staging, &new)).unwrap();
-                kms_fields_diesel::update_key_columns(&mut conn, &mut u, 0).unwrap();
+                kms_fields_diesel::update_key_columns(&mut conn, &mut u, User::KMS_KEY).unwrap();
                 let fresh: User = users::table
                     .select(User::as_select())
                     .first(&mut conn)
@@ -213,7 +233,7 @@ macro_rules! attachment_suite {
                     blocking::run(record::finish_rotation(
                         &fresh,
                         &kms,
-                        0,
+                        User::KMS_KEY,
                         &store,
                         &[("contract", path.clone())]
                     ))
@@ -238,7 +258,7 @@ macro_rules! attachment_suite {
                     blocking::run(record::finish_rotation(
                         &fresh,
                         &kms,
-                        0,
+                        User::KMS_KEY,
                         &store,
                         &[("contract", path.clone())]
                     ))
@@ -266,7 +286,7 @@ async fn seaorm_full_rotation_with_attachments() {
     let kms = Kms::new();
     let mut u = user::Model::default();
     u.set_email(&kms, Some("ada@example.org")).await.unwrap();
-    let key = record::key_for_write(&mut u, &kms, 0, "scan")
+    let key = record::key_for_write(&mut u, &kms, user::Model::KMS_KEY, "scan")
         .await
         .unwrap();
     kms_fields_seaorm::insert(&db, &kms, &mut u).await.unwrap();
@@ -281,7 +301,7 @@ async fn seaorm_full_rotation_with_attachments() {
         &db,
         &kms,
         &mut loaded,
-        0,
+        user::Model::KMS_KEY,
         &store,
         &[("scan", path.clone())],
     )
@@ -296,9 +316,16 @@ async fn seaorm_full_rotation_with_attachments() {
         .await
         .unwrap()
         .unwrap();
-    let s = record::open(&fresh, &Kms::new(), 0, &store, "scan", &path)
-        .await
-        .unwrap();
+    let s = record::open(
+        &fresh,
+        &Kms::new(),
+        user::Model::KMS_KEY,
+        &store,
+        "scan",
+        &path,
+    )
+    .await
+    .unwrap();
     assert_eq!(s.bytes().await.unwrap().to_vec(), contract());
 }
 
@@ -341,19 +368,34 @@ fn a_key_that_encrypts_files_refuses_a_plain_rotation() {
     let kms = Kms::new();
     let mut u = FileUser::default();
     u.set_email_blocking(&kms, Some("ada@example.org")).unwrap();
-    let key = blocking::run(record::key_for_write(&mut u, &kms, 1, "contract")).unwrap();
+    let key = blocking::run(record::key_for_write(
+        &mut u,
+        &kms,
+        FileUser::KMS_KEY_PHONE,
+        "contract",
+    ))
+    .unwrap();
     kms_fields_diesel::insert(&mut conn, &kms, users::table, &mut u).unwrap();
     let path = Path::from(format!("users/{}/contract.pdf", u.id.unwrap()));
     blocking::run(store.put_bytes(&path, &key, contract())).unwrap();
     let open = |m: &FileUser| -> kms_fields::Result<Vec<u8>> {
         blocking::run(async {
-            let s = record::open(m, &Kms::new(), 1, &store, "contract", &path).await?;
+            let s = record::open(
+                m,
+                &Kms::new(),
+                FileUser::KMS_KEY_PHONE,
+                &store,
+                "contract",
+                &path,
+            )
+            .await?;
             Ok(s.bytes().await?.to_vec())
         })
     };
 
     let before = u.encrypted_kms_key_phone.stored().map(str::to_owned);
-    let e = kms_fields_diesel::rotate_kms_key(&mut conn, &kms, &mut u, 1).unwrap_err();
+    let e = kms_fields_diesel::rotate_kms_key(&mut conn, &kms, &mut u, FileUser::KMS_KEY_PHONE)
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(
         e.to_string().contains("rotate_kms_key_with_attachments"),
@@ -370,7 +412,7 @@ fn a_key_that_encrypts_files_refuses_a_plain_rotation() {
         .unwrap();
     assert_eq!(open(&row).unwrap(), contract(), "the file still opens");
 
-    let spec = kms_fields::table::TableSpec::of_model::<FileUser>(1).unwrap();
+    let spec = kms_fields::table::TableSpec::of_model(FileUser::KMS_KEY_PHONE).unwrap();
     let e = kms_fields_diesel::rotation::rotate_table(
         &mut conn,
         &kms,
@@ -384,7 +426,7 @@ fn a_key_that_encrypts_files_refuses_a_plain_rotation() {
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
 
     // the other key encrypts no file: its plain rotation works
-    kms_fields_diesel::rotate_kms_key(&mut conn, &kms, &mut u, 0).unwrap();
+    kms_fields_diesel::rotate_kms_key(&mut conn, &kms, &mut u, FileUser::KMS_KEY).unwrap();
     // the attachment-aware rotation re-encrypts the file under the new key
     let mut row: FileUser = users::table
         .find(u.id.unwrap())
@@ -395,7 +437,7 @@ fn a_key_that_encrypts_files_refuses_a_plain_rotation() {
         &mut conn,
         &kms,
         &mut row,
-        1,
+        FileUser::KMS_KEY_PHONE,
         &store,
         &[("contract", path.clone())],
     )
@@ -424,7 +466,13 @@ fn a_model_with_only_file_keys() {
     let store = AttachmentStore::new(raw);
     let kms = Kms::new();
     let mut f = FilesOnly::default();
-    let key = blocking::run(record::key_for_write(&mut f, &kms, 0, "scan")).unwrap();
+    let key = blocking::run(record::key_for_write(
+        &mut f,
+        &kms,
+        FilesOnly::KMS_KEY,
+        "scan",
+    ))
+    .unwrap();
     kms_fields_diesel::insert(&mut conn, &kms, users::table, &mut f).unwrap();
     let path = Path::from(format!("users/{}/scan.png", f.id.unwrap()));
     blocking::run(store.put_bytes(&path, &key, contract())).unwrap();
@@ -434,7 +482,7 @@ fn a_model_with_only_file_keys() {
         .first(&mut conn)
         .unwrap();
     let got = blocking::run(async {
-        let s = record::open(&row, &Kms::new(), 0, &store, "scan", &path).await?;
+        let s = record::open(&row, &Kms::new(), FilesOnly::KMS_KEY, &store, "scan", &path).await?;
         Ok::<_, kms_fields::Error>(s.bytes().await?.to_vec())
     })
     .unwrap();

@@ -194,7 +194,7 @@ macro_rules! backfill_1000 {
             let first = rotation::backfill_blind_index::<Person, _>(
                 &mut conn,
                 &kms,
-                0,
+                Person::EMAIL_BIDX,
                 TableOptions {
                     batch_size: 300,
                     max_batches: Some(1),
@@ -208,7 +208,7 @@ macro_rules! backfill_1000 {
             let rest = rotation::backfill_blind_index::<Person, _>(
                 &mut conn,
                 &kms,
-                0,
+                Person::EMAIL_BIDX,
                 TableOptions {
                     batch_size: 300,
                     progress: Some(&mut report),
@@ -221,7 +221,7 @@ macro_rules! backfill_1000 {
             let exact = rotation::backfill_blind_index::<Person, _>(
                 &mut conn,
                 &kms,
-                1,
+                Person::EMAIL_EXACT_BIDX,
                 TableOptions::default(),
             )
             .unwrap();
@@ -244,7 +244,7 @@ macro_rules! backfill_1000 {
             let again = rotation::backfill_blind_index::<Person, _>(
                 &mut conn,
                 &kms,
-                0,
+                Person::EMAIL_BIDX,
                 TableOptions::default(),
             )
             .unwrap();
@@ -312,7 +312,7 @@ mod seaorm {
                 let s = kms_fields_seaorm::rotation::backfill_blind_index::<person::Model, _>(
                     &db,
                     &kms,
-                    0,
+                    person::Model::EMAIL_BIDX,
                     Default::default(),
                 )
                 .await

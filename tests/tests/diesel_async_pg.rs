@@ -78,7 +78,7 @@ async fn insert_read_update_rotate_without_blocking() {
     );
 
     // the stale copy's guarded rotation loses
-    let e = async_pg::rotate_kms_key(&mut conn, &kms, &mut w, 0)
+    let e = async_pg::rotate_kms_key(&mut conn, &kms, &mut w, User::KMS_KEY)
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
@@ -89,7 +89,7 @@ async fn insert_read_update_rotate_without_blocking() {
         .first(&mut conn)
         .await
         .unwrap();
-    async_pg::rotate_kms_key(&mut conn, &kms, &mut fresh, 1)
+    async_pg::rotate_kms_key(&mut conn, &kms, &mut fresh, User::KMS_KEY_PHONE)
         .await
         .unwrap();
     let after: User = users::table
@@ -210,7 +210,7 @@ async fn insert_many_and_rotate_table_without_blocking() {
             .unwrap(),
         vec![("v1:".to_owned(), 20)]
     );
-    let spec = TableSpec::of_model::<UserV2>(0).unwrap();
+    let spec = TableSpec::of_model(UserV2::KMS_KEY).unwrap();
     let s = async_pg::rotate_table(
         &mut conn,
         &kms,

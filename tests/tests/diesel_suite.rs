@@ -374,8 +374,7 @@ macro_rules! diesel_suite {
                 let kms = Kms::new();
                 let mut user = load(&mut conn, id);
                 let before = user.clone();
-                rotate_kms_key(&mut conn, &kms, &mut user, key_index::<User>(None).unwrap())
-                    .unwrap();
+                rotate_kms_key(&mut conn, &kms, &mut user, User::KMS_KEY).unwrap();
                 assert_ne!(user.email_enc, before.email_enc);
                 assert_ne!(
                     user.encrypted_kms_key.stored(),
@@ -431,8 +430,8 @@ macro_rules! diesel_suite {
                 let kms = Kms::new();
                 let mut stale = load(&mut conn, id);
                 let mut other = load(&mut conn, id);
-                rotate_kms_key(&mut conn, &kms, &mut other, 0).unwrap();
-                let e = rotate_kms_key(&mut conn, &kms, &mut stale, 0).unwrap_err();
+                rotate_kms_key(&mut conn, &kms, &mut other, User::KMS_KEY).unwrap();
+                let e = rotate_kms_key(&mut conn, &kms, &mut stale, User::KMS_KEY).unwrap_err();
                 assert_eq!(e.kind(), ErrorKind::Conflict);
                 assert_eq!(
                     load(&mut conn, id)
@@ -514,7 +513,7 @@ macro_rules! diesel_suite {
                     Some("test@example.org")
                 );
                 // rotate moves it to v2
-                rotate_kms_key(&mut conn, &kms, &mut v2, 0).unwrap();
+                rotate_kms_key(&mut conn, &kms, &mut v2, UserV2::KMS_KEY).unwrap();
                 assert!(v2.encrypted_kms_key.stored().unwrap().starts_with("v2:"));
                 let again: UserV2 = users::table
                     .find(id)

@@ -186,10 +186,10 @@ macro_rules! provider_suite {
                 let id = create(&mut conn, &kms).id.unwrap();
                 let mut u = load(&mut conn, id);
                 let before = u.clone();
-                rotate_kms_key(&mut conn, &kms, &mut u, 0).unwrap();
+                rotate_kms_key(&mut conn, &kms, &mut u, User::KMS_KEY).unwrap();
                 assert_ne!(u.email_enc, before.email_enc);
                 assert_ne!(u.encrypted_kms_key.stored(), before.encrypted_kms_key.stored());
-                rotate_kms_key(&mut conn, &kms, &mut u, 1).unwrap();
+                rotate_kms_key(&mut conn, &kms, &mut u, User::KMS_KEY_PHONE).unwrap();
                 assert_ne!(u.phone_enc, before.phone_enc);
                 let again = load(&mut conn, id);
                 assert_eq!(again.email_blocking(&$kms).unwrap().as_deref(), Some("test@example.org"));
@@ -204,7 +204,7 @@ macro_rules! provider_suite {
                 let id = create(&mut conn, &kms).id.unwrap();
                 let mut v2: UserV2 = users::table.find(id).select(UserV2::as_select()).first(&mut conn).unwrap();
                 assert_eq!(v2.email_blocking(&kms).unwrap().as_deref(), Some("test@example.org"));
-                rotate_kms_key(&mut conn, &kms, &mut v2, 0).unwrap();
+                rotate_kms_key(&mut conn, &kms, &mut v2, UserV2::KMS_KEY).unwrap();
                 assert!(v2.encrypted_kms_key.stored().unwrap().starts_with("v2:"));
                 let again: UserV2 = users::table.find(id).select(UserV2::as_select()).first(&mut conn).unwrap();
                 assert_eq!(again.email_blocking(&$kms).unwrap().as_deref(), Some("test@example.org"));

@@ -514,7 +514,7 @@ fn kms_rails_values_read_and_migrate() {
 
     // the migration path: a rotation rewrites it in the per-record format
     let mut row = row;
-    kms_fields_diesel::rotate_kms_key(&mut conn, &kms, &mut row, 0).unwrap();
+    kms_fields_diesel::rotate_kms_key(&mut conn, &kms, &mut row, RailsUser::KMS_KEY).unwrap();
     let migrated: RailsUser = users::table
         .find(1)
         .select(RailsUser::as_select())
@@ -758,7 +758,7 @@ fn kms_rails_downgrades_refused_and_the_table_migration_finishes() {
         .unwrap();
 
     // (c) the migration: one slice first (not finished), then the rest
-    let t = TableSpec::of_model::<RailsUser>(0).unwrap();
+    let t = TableSpec::of_model(RailsUser::KMS_KEY).unwrap();
     let slice = migrate_kms_rails_table(
         &mut conn,
         &kms,

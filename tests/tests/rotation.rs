@@ -15,7 +15,7 @@ use kms_fields_tests::schema::users;
 use kms_fields_tests::seed_users;
 
 fn v2_table() -> TableSpec {
-    TableSpec::of_model::<UserV2>(0).unwrap()
+    TableSpec::of_model(UserV2::KMS_KEY).unwrap()
 }
 
 /// Every row decrypts through the v2 model (bulk unlock, then each attribute).
@@ -434,7 +434,7 @@ fn backfill_1000_rows_resumably() {
             .execute(&mut conn)
             .unwrap();
     }
-    let mut t = TableSpec::of_model::<User>(0).unwrap();
+    let mut t = TableSpec::of_model(User::KMS_KEY).unwrap();
     t.attributes.retain(|a| a.column == "email_enc");
     let kms = Kms::new();
     let first = rotation::backfill_table(
@@ -479,7 +479,7 @@ fn backfill_1000_rows_resumably() {
 
 #[test]
 fn custom_context_models_are_refused_for_table_operations() {
-    let e = TableSpec::of_model::<kms_fields_tests::models::Account>(0).unwrap_err();
+    let e = TableSpec::of_model(kms_fields_tests::models::Account::KMS_KEY).unwrap_err();
     assert!(e.to_string().contains("custom encryption context"), "{e}");
     let spec = KeySpec::new().key_id("insecure-test-key");
     let t = TableSpec::new("users", "User", "encrypted_kms_key", spec);

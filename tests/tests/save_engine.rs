@@ -135,7 +135,7 @@ macro_rules! per_backend {
                 kms_fields::blocking::run(writer.kms_unlock(&kms)).unwrap();
                 // the rotation re-wraps the row to v2 meanwhile
                 let mut rotator = load(&mut conn);
-                assert!(rewrap_kms_key(&mut conn, &kms, &mut rotator, 0).unwrap());
+                assert!(rewrap_kms_key(&mut conn, &kms, &mut rotator, UserV2::KMS_KEY).unwrap());
                 writer
                     .set_email_blocking(&kms, Some("w@example.org"))
                     .unwrap();
@@ -189,7 +189,7 @@ fn postgres_rotation_comes_back_for_rows_it_had_to_skip() {
         }
     };
     let kms = Kms::new();
-    let spec = TableSpec::of_model::<UserV2>(0).unwrap();
+    let spec = TableSpec::of_model(UserV2::KMS_KEY).unwrap();
     let summary = rotation::rotate_table(
         &mut conn,
         &kms,
@@ -225,7 +225,7 @@ fn postgres_rotation_reports_rows_it_could_not_reach() {
     .execute(&mut locker)
     .unwrap();
     let kms = Kms::new();
-    let spec = TableSpec::of_model::<UserV2>(0).unwrap();
+    let spec = TableSpec::of_model(UserV2::KMS_KEY).unwrap();
     let summary = rotation::rotate_table(&mut conn, &kms, &spec, TableOptions::default()).unwrap();
     assert_eq!((summary.done, summary.remaining), (11, 1));
     diesel::sql_query("COMMIT").execute(&mut locker).unwrap();
@@ -451,11 +451,15 @@ fn an_unknown_key_position_is_a_typed_error() {
     let mut u = new_user(&kms);
     insert(&mut conn, &kms, users::table, &mut u).unwrap();
     let before = u.encrypted_kms_key_phone.stored().map(str::to_owned);
-    let e = kms_fields_diesel::rotate_kms_key(&mut conn, &kms, &mut u, 2).unwrap_err();
+    let e =
+        kms_fields_diesel::rotate_kms_key(&mut conn, &kms, &mut u, kms_fields::KeyHandle::__new(2))
+            .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
-    let e = rewrap_kms_key(&mut conn, &kms, &mut u, 2).unwrap_err();
+    let e = rewrap_kms_key(&mut conn, &kms, &mut u, kms_fields::KeyHandle::__new(2)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
-    let e = kms_fields_diesel::update_key_columns(&mut conn, &mut u, 2).unwrap_err();
+    let e =
+        kms_fields_diesel::update_key_columns(&mut conn, &mut u, kms_fields::KeyHandle::__new(2))
+            .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     let e = kms_fields::blocking::run(kms_fields::model::rotate_key(&mut u, &kms, 9)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");

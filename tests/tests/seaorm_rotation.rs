@@ -14,7 +14,7 @@ use kms_fields_tests::{LatencyProvider, seed_users};
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder};
 
 fn v2_table() -> TableSpec {
-    TableSpec::of_model::<user_v2::Model>(0).unwrap()
+    TableSpec::of_model(user_v2::Model::KMS_KEY).unwrap()
 }
 
 async fn pg(rows: usize) -> (PgDb, DatabaseConnection) {
@@ -188,7 +188,7 @@ macro_rules! seaorm_rotation {
                     .await
                     .unwrap();
                 }
-                let mut t = TableSpec::of_model::<user::Model>(0).unwrap();
+                let mut t = TableSpec::of_model(user::Model::KMS_KEY).unwrap();
                 t.attributes.retain(|a| a.column == "email_enc");
                 let kms = Kms::new();
                 let opts = |max| TableOptions {

@@ -110,13 +110,17 @@ macro_rules! seaorm_suite {
                     .unwrap()
                     .unwrap();
                 let before = u.clone();
-                rotate_kms_key(&db, &kms, &mut u, 0).await.unwrap();
+                rotate_kms_key(&db, &kms, &mut u, user::Model::KMS_KEY)
+                    .await
+                    .unwrap();
                 assert_eq!(
                     (kms.stats().encrypts(), kms.stats().decrypts()),
                     (1, 1),
                     "a rotation: one Decrypt of the old key, one Encrypt of the new"
                 );
-                rotate_kms_key(&db, &kms, &mut u, 1).await.unwrap();
+                rotate_kms_key(&db, &kms, &mut u, user::Model::KMS_KEY_PHONE)
+                    .await
+                    .unwrap();
                 assert_eq!((kms.stats().encrypts(), kms.stats().decrypts()), (2, 2));
                 assert_ne!(u.email_enc, before.email_enc);
                 assert_ne!(u.phone_enc, before.phone_enc);
@@ -163,7 +167,9 @@ macro_rules! seaorm_suite {
                     v2.phone(&kms).await.unwrap().as_deref(),
                     Some("555-555-5555")
                 );
-                rotate_kms_key(&db, &kms, &mut v2, 1).await.unwrap();
+                rotate_kms_key(&db, &kms, &mut v2, user_v2::Model::KMS_KEY_PHONE)
+                    .await
+                    .unwrap();
                 assert!(
                     v2.encrypted_kms_key_phone
                         .stored()
@@ -189,7 +195,7 @@ macro_rules! seaorm_suite {
                 // a stale copy loses against the rotation that happened meanwhile
                 let mut stale = before;
                 assert_eq!(
-                    rotate_kms_key(&db, &kms, &mut stale, 0)
+                    rotate_kms_key(&db, &kms, &mut stale, user::Model::KMS_KEY)
                         .await
                         .unwrap_err()
                         .kind(),
@@ -571,7 +577,9 @@ macro_rules! seaorm_migrator {
             let kms = Kms::new();
             let mut u = create(&db, &kms).await;
             assert!(u.id > 0);
-            rotate_kms_key(&db, &kms, &mut u, 0).await.unwrap();
+            rotate_kms_key(&db, &kms, &mut u, user::Model::KMS_KEY)
+                .await
+                .unwrap();
             let loaded = user::Entity::find_by_id(u.id)
                 .one(&db)
                 .await

@@ -699,7 +699,7 @@ fn diesel_model_save_read_rotate_rewrap() {
     // rotate: a new data key, the attribute re-encrypted
     let mut row = load(&mut conn, a_id);
     let before = row.clone();
-    rotate_kms_key(&mut conn, &kms, &mut row, 0).unwrap();
+    rotate_kms_key(&mut conn, &kms, &mut row, VaultUser::KMS_KEY).unwrap();
     assert_ne!(row.email_enc, before.email_enc);
     assert_ne!(
         row.encrypted_kms_key.stored(),
@@ -721,7 +721,7 @@ fn diesel_model_save_read_rotate_rewrap() {
         .select(VaultUserV2::as_select())
         .first(&mut conn)
         .unwrap();
-    assert!(rewrap_kms_key(&mut conn, &rewrapper, &mut v2, 0).unwrap());
+    assert!(rewrap_kms_key(&mut conn, &rewrapper, &mut v2, VaultUserV2::KMS_KEY).unwrap());
     assert_eq!(
         (rewrapper.stats().reencrypts(), rewrapper.stats().decrypts()),
         (1, 0)
@@ -776,7 +776,7 @@ async fn seaorm_model_save_read_rotate_rewrap() {
     assert!(inner(loaded.encrypted_kms_key.stored().unwrap()).starts_with("vault:v1:"));
 
     let mut row = loaded.clone();
-    kms_fields_seaorm::rotate_kms_key(&db, &kms, &mut row, 0)
+    kms_fields_seaorm::rotate_kms_key(&db, &kms, &mut row, vault_user::Model::KMS_KEY)
         .await
         .unwrap();
     let rotated = find().await.unwrap().unwrap();
@@ -794,7 +794,7 @@ async fn seaorm_model_save_read_rotate_rewrap() {
         .unwrap()
         .unwrap();
     assert!(
-        kms_fields_seaorm::rewrap_kms_key(&db, &rewrapper, &mut v2, 0)
+        kms_fields_seaorm::rewrap_kms_key(&db, &rewrapper, &mut v2, vault_user_v2::Model::KMS_KEY)
             .await
             .unwrap()
     );

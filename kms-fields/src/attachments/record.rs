@@ -18,7 +18,7 @@ use object_store::path::Path;
 use super::{AttachmentKey, AttachmentStore, AttachmentStream};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kms::Kms;
-use crate::model::{self, KmsModel};
+use crate::model::{self, KeyHandle, KmsModel};
 
 /// The staging object of `path` during a full rotation: `<path>.kmsf-next`.
 pub fn staging_path(path: &Path) -> Path {
@@ -31,9 +31,10 @@ pub fn staging_path(path: &Path) -> Path {
 pub async fn key_of<M: KmsModel>(
     record: &M,
     kms: &Kms,
-    key: usize,
+    handle: KeyHandle<M>,
     name: &str,
 ) -> Result<AttachmentKey> {
+    let key = handle.index();
     match model::data_key(record, kms, key).await? {
         Some(k) => Ok(AttachmentKey::new(k, name)),
         None => Err(Error::new(
@@ -53,9 +54,10 @@ pub async fn key_of<M: KmsModel>(
 pub async fn key_for_write<M: KmsModel>(
     record: &mut M,
     kms: &Kms,
-    key: usize,
+    handle: KeyHandle<M>,
     name: &str,
 ) -> Result<AttachmentKey> {
+    let key = handle.index();
     if let Some(k) = model::data_key(&*record, kms, key).await? {
         return Ok(AttachmentKey::new(k, name));
     }
@@ -70,12 +72,12 @@ pub async fn key_for_write<M: KmsModel>(
 pub async fn open<M: KmsModel>(
     record: &M,
     kms: &Kms,
-    key: usize,
+    handle: KeyHandle<M>,
     store: &AttachmentStore,
     name: &str,
     path: &Path,
 ) -> Result<AttachmentStream> {
-    let k = key_of(record, kms, key, name).await?;
+    let k = key_of(record, kms, handle, name).await?;
     let opened = match store.get(path, &k).await {
         Ok(stream) => stream.first_segment_verified().await,
         Err(e) => Err(e),
@@ -104,7 +106,7 @@ pub async fn open<M: KmsModel>(
 pub async fn rotate_with_attachments<M, F>(
     record: &mut M,
     kms: &Kms,
-    key: usize,
+    handle: KeyHandle<M>,
     store: &AttachmentStore,
     attachments: &[(&str, Path)],
     persist: F,
@@ -113,6 +115,7 @@ where
     M: KmsModel,
     F: AsyncFnOnce(&mut M) -> Result<()>,
 {
+    let key = handle.index();
     if !attachments.is_empty() && store.is_read_only() {
         return Err(Error::new(
             ErrorKind::Config,
@@ -125,7 +128,7 @@ where
     }
     let mut old = Vec::with_capacity(attachments.len());
     for (name, _) in attachments {
-        old.push(key_of(&*record, kms, key, name).await?);
+        old.push(key_of(&*record, kms, handle, name).await?);
     }
     model::rotate_key(record, kms, key).await?;
     model::seal_pending_keys(record, kms).await?;
@@ -172,14 +175,14 @@ async fn discard(store: &AttachmentStore, staged: &[Path]) {
 pub async fn finish_rotation<M: KmsModel>(
     record: &M,
     kms: &Kms,
-    key: usize,
+    handle: KeyHandle<M>,
     store: &AttachmentStore,
     attachments: &[(&str, Path)],
 ) -> Result<usize> {
     let mut replaced = 0;
     for (name, path) in attachments {
         let staging = staging_path(path);
-        let k = key_of(record, kms, key, name).await?;
+        let k = key_of(record, kms, handle, name).await?;
         match store.get_range(&staging, &k, 0..1).await {
             Ok(_) => {
                 store.copy(&staging, path).await?;

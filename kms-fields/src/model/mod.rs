@@ -8,6 +8,7 @@
 
 mod blind_index;
 mod ciphertext;
+mod handle;
 mod key_column;
 mod ops;
 
@@ -16,6 +17,7 @@ pub use blind_index::{
 };
 
 pub use ciphertext::{CiphertextColumn, StoredCiphertext};
+pub use handle::{AttrHandle, BidxHandle, KeyHandle};
 pub use key_column::{AsKeyColumn, KeyColumn};
 pub use ops::{
     data_key, read_attribute, rewrap_key, rotate_key, seal_pending_keys, unlock, write_attribute,

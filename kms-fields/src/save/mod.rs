@@ -32,7 +32,7 @@ pub use port::SavePort;
 use crate::bulk::seal_many;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kms::Kms;
-use crate::model::{self, IdKind, KeyColumn, KmsModel, SaveFlow};
+use crate::model::{self, IdKind, KeyColumn, KeyHandle, KmsModel, SaveFlow};
 use crate::sql::{self, BackendKind};
 use crate::table::{TableDb, finish};
 
@@ -343,11 +343,12 @@ where
 /// Write key `key`'s columns (its key column and its attributes' ciphertexts) with ONE guarded
 /// `UPDATE … WHERE id = ? AND <key column> = <value when loaded>`. `Conflict` when a concurrent
 /// writer changed the row first (nothing is overwritten).
-pub async fn update_key_columns<M, P>(db: &mut P, model: &mut M, key: usize) -> Result<()>
+pub async fn update_key_columns<M, P>(db: &mut P, model: &mut M, key: KeyHandle<M>) -> Result<()>
 where
     M: KmsModel,
     P: TableDb + ?Sized,
 {
+    let key = key.index();
     let def = sql::key_def::<M>(key)?;
     let (stmt, binds) = sql::one_key_guarded(db.backend(), &*model, key)?;
     if db.execute(&stmt, binds).await? == 0 {
@@ -357,15 +358,21 @@ where
     Ok(())
 }
 
-/// kms_encrypted's `rotate_kms_key!` for key `key` (a position in `M::KEYS`): decrypt its
+/// kms_encrypted's `rotate_kms_key!` for key `key` (`User::KMS_KEY`): decrypt its
 /// attributes (one `Decrypt`), draw a new data key, re-encrypt them, wrap the key (one
 /// `Encrypt`), and save with one guarded `UPDATE` of that key's columns. On error the record
 /// is as before.
-pub async fn rotate_kms_key<M, P>(db: &mut P, kms: &Kms, model: &mut M, key: usize) -> Result<()>
+pub async fn rotate_kms_key<M, P>(
+    db: &mut P,
+    kms: &Kms,
+    model: &mut M,
+    handle: KeyHandle<M>,
+) -> Result<()>
 where
     M: KmsModel,
     P: TableDb + ?Sized,
 {
+    let key = handle.index();
     let def = sql::key_def::<M>(key)?;
     if def.attachments {
         return Err(Error::new(
@@ -393,7 +400,7 @@ where
     let result = async {
         model::rotate_key(model, kms, key).await?;
         model::seal_pending_keys(model, kms).await?;
-        update_key_columns(db, model, key).await
+        update_key_columns(db, model, handle).await
     }
     .await;
     if result.is_err() {
@@ -408,18 +415,24 @@ where
 /// Re-wrap key `key` (same data key, current version/key id/context; AWS ReEncrypt and Vault
 /// rewrap when possible) and save with one guarded `UPDATE`. Ciphertexts are untouched.
 /// Returns `false` when there was nothing to do.
-pub async fn rewrap_kms_key<M, P>(db: &mut P, kms: &Kms, model: &mut M, key: usize) -> Result<bool>
+pub async fn rewrap_kms_key<M, P>(
+    db: &mut P,
+    kms: &Kms,
+    model: &mut M,
+    handle: KeyHandle<M>,
+) -> Result<bool>
 where
     M: KmsModel,
     P: TableDb + ?Sized,
 {
+    let key = handle.index();
     sql::key_def::<M>(key)?;
     let snapshot = Snapshot::take(model);
     let result = async {
         if !model::rewrap_key(model, kms, key).await? {
             return Ok(false);
         }
-        update_key_columns(db, model, key).await?;
+        update_key_columns(db, model, handle).await?;
         Ok(true)
     }
     .await;
@@ -429,9 +442,10 @@ where
     result
 }
 
-/// Key index by name: `None` or `"kms_key"` for the default key, `"phone"` or
-/// `"kms_key_phone"` for a named one.
-pub fn key_index<M: KmsModel>(name: Option<&str>) -> Result<usize> {
+/// A key by name, for names known only at run time (prefer the derive's constants,
+/// `User::KMS_KEY`): `None` or `"kms_key"` for the default key, `"phone"` or `"kms_key_phone"`
+/// for a named one.
+pub fn key_index<M: KmsModel>(name: Option<&str>) -> Result<KeyHandle<M>> {
     let method = match name {
         None | Some("kms_key") => "kms_key".to_owned(),
         Some(n) => format!("kms_key_{}", n.trim_start_matches("kms_key_")),
@@ -439,6 +453,7 @@ pub fn key_index<M: KmsModel>(name: Option<&str>) -> Result<usize> {
     M::KEYS
         .iter()
         .position(|k| k.method == method)
+        .map(KeyHandle::__new)
         .ok_or_else(|| {
             Error::new(
                 ErrorKind::Config,

@@ -11,7 +11,7 @@ use crate::blind_index::{BidxValue, BlindIndex, MasterKey};
 use crate::cipher;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kms::Kms;
-use crate::model::KmsModel;
+use crate::model::{BidxHandle, KeyHandle, KmsModel};
 use crate::sql::SqlValue;
 
 /// What one index backfill needs: the table (with only the indexed attribute), the index and
@@ -56,14 +56,15 @@ impl Target<'_> {
 /// and write it with `UPDATE … SET <bidx> = ? WHERE id = ? AND <key> = <old> AND <ciphertext>
 /// = <old> AND <bidx> IS NULL` — so a row the application changed meanwhile is left to the
 /// application (it writes the index itself), and a rerun continues where a stopped run ended.
-/// Needs the model's default context (`{model_name, model_id}`), like the other table
+/// `bidx` is the derive's constant (`Person::EMAIL_BIDX`). Needs the model's default context (`{model_name, model_id}`), like the other table
 /// operations.
 pub async fn backfill_blind_index<M: KmsModel, D: TableDb + ?Sized>(
     db: &mut D,
     kms: &Kms,
-    bidx: usize,
+    handle: BidxHandle<M>,
     mut opts: TableOptions<'_>,
 ) -> Result<Summary> {
+    let bidx = handle.index();
     let def = M::BLIND_INDEXES.get(bidx).ok_or_else(|| {
         Error::new(
             ErrorKind::Config,
@@ -71,7 +72,7 @@ pub async fn backfill_blind_index<M: KmsModel, D: TableDb + ?Sized>(
         )
     })?;
     let attr = &M::ATTRIBUTES[def.attr];
-    let mut t = TableSpec::of_model::<M>(attr.key)?;
+    let mut t = TableSpec::of_model(KeyHandle::<M>::__new(attr.key))?;
     t.attributes.retain(|a| a.column == attr.column);
     let target = Target {
         t,

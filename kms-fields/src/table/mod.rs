@@ -53,7 +53,7 @@ use crate::cipher::AttributeOptions;
 use crate::context::EncryptionContext;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keyring::KeySpec;
-use crate::model::{IdKind, KmsModel};
+use crate::model::{IdKind, KeyHandle, KmsModel};
 
 /// One encrypted attribute column of a [`TableSpec`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,10 +139,11 @@ impl TableSpec {
         }
     }
 
-    /// Key `key` of model `M`, with its attributes. Models whose context is custom or whose key
+    /// Key `key` of model `M` (the derive's `User::KMS_KEY`), with its attributes. Models whose context is custom or whose key
     /// id is computed per record need their own loop over loaded records (`rotate_kms_key` per
     /// record): this returns a `Config` error for them.
-    pub fn of_model<M: KmsModel>(key: usize) -> Result<Self> {
+    pub fn of_model<M: KmsModel>(handle: KeyHandle<M>) -> Result<Self> {
+        let key = handle.index();
         let def = M::KEYS.get(key).ok_or_else(|| {
             Error::new(
                 ErrorKind::Config,
