@@ -1,12 +1,58 @@
 //! SQL statements of the save flows and rotations, shared by the ORM crates: identifier
 //! quoting and placeholders per database, bind values, and the guarded `UPDATE`s of key and
 //! ciphertext columns. Plain strings and values — no ORM types.
+//!
+//! A statement's text depends only on the model, the database and its *shape* (which key
+//! columns it writes, which guards compare with NULL): each text is built once per model,
+//! backend and shape, kept in a process-wide table and shared (`Arc<str>`); a save only
+//! collects its bind values. Identifiers are always quoted ([`BackendKind::quote`]); no value
+//! is ever part of a text.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, RwLock};
 
 use crate::model::{IdKind, KmsModel, StoredCiphertext};
 use crate::{Error, ErrorKind, Result};
 
+/// A statement text and its positional binds.
+pub type Statement = (Arc<str>, Vec<SqlValue>);
+
+/// Which statement: its kind, model (by type name), database and shape.
+type StatementKey = (&'static str, BackendKind, StatementKind, u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum StatementKind {
+    AfterInsertKeys,
+    EncryptedColumns,
+    OneKeyGuarded,
+}
+
+static STATEMENTS: LazyLock<RwLock<HashMap<StatementKey, Arc<str>>>> =
+    LazyLock::new(Default::default);
+
+/// The text of `key`, built by `build` the first time (every time when `key` is `None`).
+fn cached(key: Option<StatementKey>, build: impl FnOnce() -> Result<String>) -> Result<Arc<str>> {
+    let Some(key) = key else {
+        return build().map(Arc::from);
+    };
+    if let Some(text) = STATEMENTS.read().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(text);
+    }
+    let text: Arc<str> = build()?.into();
+    if let Ok(mut m) = STATEMENTS.write() {
+        m.entry(key).or_insert_with(|| text.clone());
+    }
+    Ok(text)
+}
+
+/// How many statement texts have been built in this process (for tests: a second save of the
+/// same shape builds none).
+pub fn statements_built() -> usize {
+    STATEMENTS.read().map_or(0, |m| m.len())
+}
+
 /// The database family of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackendKind {
     /// PostgreSQL: sequences, `$n` placeholders.
     Postgres,
@@ -132,10 +178,11 @@ pub fn attr_def<M: KmsModel + ?Sized>(attr: usize) -> Result<&'static crate::mod
     })
 }
 
-/// An `UPDATE … SET … WHERE id = ? [AND guards]` under construction.
+/// An `UPDATE … SET … WHERE id = ? [AND guards]` under construction: its bind values in
+/// order, and (only when its text is not cached yet) the text.
 struct Update {
     b: BackendKind,
-    sets: Vec<String>,
+    sets: Vec<&'static str>,
     binds: Vec<SqlValue>,
     guards: Vec<(&'static str, Option<String>)>,
 }
@@ -149,43 +196,65 @@ impl Update {
             guards: Vec::new(),
         }
     }
-    fn set(&mut self, column: &str, value: SqlValue) {
+    fn set(&mut self, column: &'static str, value: SqlValue) {
+        self.sets.push(column);
         self.binds.push(value);
-        self.sets.push(format!(
-            "{} = {}",
-            self.b.quote(column),
-            self.b.placeholder(self.binds.len())
-        ));
     }
     /// Only update the row while `column` still holds `loaded` (NULL: `IS NULL`).
     fn guard(&mut self, column: &'static str, loaded: Option<&str>) {
         self.guards.push((column, loaded.map(str::to_owned)));
     }
-    fn finish<M: KmsModel>(mut self, model: &M) -> Result<(String, Vec<SqlValue>)> {
+    /// The statement; `kind` and `shape` must determine the columns set and guarded and which
+    /// guards are `IS NULL` (the text is shared between every update of that shape).
+    fn finish<M: KmsModel>(
+        mut self,
+        model: &M,
+        kind: StatementKind,
+        shape: Option<u64>,
+    ) -> Result<Statement> {
         let b = self.b;
-        self.binds.push(id_value(model)?);
-        let mut sql = format!(
-            "UPDATE {} SET {} WHERE {} = {}",
-            b.quote(table::<M>()?),
-            self.sets.join(", "),
-            b.quote(M::ID_COLUMN),
-            b.placeholder(self.binds.len())
-        );
-        for (column, old) in std::mem::take(&mut self.guards) {
-            match old {
-                Some(old) => {
-                    self.binds.push(SqlValue::Text(Some(old)));
-                    sql.push_str(&format!(
-                        " AND {} = {}",
-                        b.quote(column),
-                        b.placeholder(self.binds.len())
-                    ));
+        let (sets, guards) = (&self.sets, &self.guards);
+        let key = shape.map(|shape| (std::any::type_name::<M>(), b, kind, shape));
+        let text = cached(key, || {
+            let mut n = 0;
+            let mut ph = || {
+                n += 1;
+                b.placeholder(n)
+            };
+            let sets: Vec<String> = sets
+                .iter()
+                .map(|c| format!("{} = {}", b.quote(c), ph()))
+                .collect();
+            let mut sql = format!(
+                "UPDATE {} SET {} WHERE {} = {}",
+                b.quote(table::<M>()?),
+                sets.join(", "),
+                b.quote(M::ID_COLUMN),
+                ph()
+            );
+            for (column, old) in guards {
+                match old {
+                    Some(_) => sql.push_str(&format!(" AND {} = {}", b.quote(column), ph())),
+                    None => sql.push_str(&format!(" AND {} IS NULL", b.quote(column))),
                 }
-                None => sql.push_str(&format!(" AND {} IS NULL", b.quote(column))),
+            }
+            Ok(sql)
+        })?;
+        self.binds.push(id_value(model)?);
+        for (_, old) in std::mem::take(&mut self.guards) {
+            if let Some(old) = old {
+                self.binds.push(SqlValue::Text(Some(old)));
             }
         }
-        Ok((sql, self.binds))
+        Ok((text, self.binds))
     }
+}
+
+/// Bit `i` set for each `i` in `bits` (positions of keys); `None` past 32 keys (such a
+/// statement is built every time instead of cached).
+fn mask(bits: impl IntoIterator<Item = usize>) -> Option<u64> {
+    bits.into_iter()
+        .try_fold(0u64, |m, i| (i < 32).then(|| m | 1 << i))
 }
 
 fn key_value(model: &impl KmsModel, key: usize) -> SqlValue {
@@ -199,14 +268,18 @@ pub fn after_insert_keys<M: KmsModel>(
     b: BackendKind,
     model: &M,
     keys: &[usize],
-) -> Result<(String, Vec<SqlValue>)> {
+) -> Result<Statement> {
     let mut u = Update::new(b);
     for &k in keys {
         let def = key_def::<M>(k)?;
         u.set(def.column, key_value(model, k));
         u.guard(def.column, None);
     }
-    u.finish(model)
+    u.finish(
+        model,
+        StatementKind::AfterInsertKeys,
+        mask(keys.iter().copied()),
+    )
 }
 
 /// `update_encrypted`'s statement: `UPDATE t SET <key columns that changed>, <ciphertexts>,
@@ -214,15 +287,17 @@ pub fn after_insert_keys<M: KmsModel>(
 /// whose data key did not change is not written (a concurrent re-wrap stands), and the guard
 /// makes a concurrent rotation or re-wrap a `Conflict` instead of ciphertexts under a data key
 /// the row no longer has.
-pub fn encrypted_columns<M: KmsModel>(
-    b: BackendKind,
-    model: &M,
-) -> Result<(String, Vec<SqlValue>)> {
+pub fn encrypted_columns<M: KmsModel>(b: BackendKind, model: &M) -> Result<Statement> {
     let mut u = Update::new(b);
+    let (mut changed, mut null_guards) = (Vec::new(), Vec::new());
     for (k, def) in M::KEYS.iter().enumerate() {
         let col = model.key_column(k);
         if col.stored() != col.loaded() {
             u.set(def.column, key_value(model, k));
+            changed.push(k);
+        }
+        if col.loaded().is_none() {
+            null_guards.push(k);
         }
         u.guard(def.column, col.loaded());
     }
@@ -232,16 +307,15 @@ pub fn encrypted_columns<M: KmsModel>(
     for (j, def) in M::BLIND_INDEXES.iter().enumerate() {
         u.set(def.column, ciphertext_value(model.blind_index_column(j)));
     }
-    u.finish(model)
+    let shape = mask(changed)
+        .zip(mask(null_guards))
+        .map(|(c, n)| c | n << 32);
+    u.finish(model, StatementKind::EncryptedColumns, shape)
 }
 
 /// `UPDATE t SET <key k and its ciphertexts> WHERE id = ? AND <key column> = <loaded>`
 /// (rotation and re-wrap of one key).
-pub fn one_key_guarded<M: KmsModel>(
-    b: BackendKind,
-    model: &M,
-    key: usize,
-) -> Result<(String, Vec<SqlValue>)> {
+pub fn one_key_guarded<M: KmsModel>(b: BackendKind, model: &M, key: usize) -> Result<Statement> {
     let def = key_def::<M>(key)?;
     let mut u = Update::new(b);
     u.set(def.column, key_value(model, key));
@@ -252,8 +326,10 @@ pub fn one_key_guarded<M: KmsModel>(
     {
         u.set(a.column, ciphertext_value(model.ciphertext(i).stored()));
     }
-    u.guard(def.column, model.key_column(key).loaded());
-    u.finish(model)
+    let loaded = model.key_column(key).loaded();
+    u.guard(def.column, loaded);
+    let shape = (key < 32).then(|| key as u64 | u64::from(loaded.is_none()) << 32);
+    u.finish(model, StatementKind::OneKeyGuarded, shape)
 }
 
 /// The `Conflict` error of a guarded update that matched no row.

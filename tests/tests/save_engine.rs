@@ -535,3 +535,46 @@ fn diesels_own_update_refuses_a_pending_key() {
         Some("b@example.org")
     );
 }
+
+/// Issue 13: each statement text is built once per model, database and shape, then reused —
+/// a second save of the same shape builds no statement (the texts are shared, only the binds
+/// are collected per save).
+#[test]
+fn statements_are_built_once_per_model_and_shape() {
+    let (_g, mut conn) = SqliteDb::new();
+    let kms = Kms::new();
+    let mut a = new_user(&kms);
+    insert(&mut conn, &kms, users::table, &mut a).unwrap(); // after-insert: UPDATE of both keys
+    let after_first = kms_fields::sql::statements_built();
+    assert!(after_first >= 1);
+    let mut b = new_user(&kms);
+    insert(&mut conn, &kms, users::table, &mut b).unwrap();
+    assert_eq!(kms_fields::sql::statements_built(), after_first, "reused");
+
+    let load = |conn: &mut SqliteConnection, id: i32| -> User {
+        users::table
+            .find(id)
+            .select(User::as_select())
+            .first(conn)
+            .unwrap()
+    };
+    for (n, id) in [a.id.unwrap(), b.id.unwrap()].into_iter().enumerate() {
+        let mut u = load(&mut conn, id);
+        u.set_email_blocking(&kms, Some("new@example.org")).unwrap();
+        update_encrypted(&mut conn, &kms, &mut u).unwrap();
+        // the first update builds its text, the second (same shape) reuses it
+        assert_eq!(
+            kms_fields::sql::statements_built(),
+            after_first + 1,
+            "update #{n}"
+        );
+        assert_eq!(
+            load(&mut conn, id).email_blocking(&kms).unwrap().as_deref(),
+            Some("new@example.org")
+        );
+    }
+    // another shape (a rotation of one key) is another text
+    let mut u = load(&mut conn, a.id.unwrap());
+    kms_fields_diesel::rotate_kms_key(&mut conn, &kms, &mut u, User::KMS_KEY).unwrap();
+    assert_eq!(kms_fields::sql::statements_built(), after_first + 2);
+}
