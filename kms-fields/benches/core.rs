@@ -36,6 +36,40 @@ fn attribute(c: &mut Criterion) {
                 })
             });
         }
+        // issue 14's per-operation figures, with the same work minus encryption beside them
+        let ct = cipher::encrypt_to_base64(&key, &data, AttributeOptions::native("email")).unwrap();
+        g.bench_function("encrypt/base64 text column", |b| {
+            b.iter(|| {
+                cipher::encrypt_to_base64(&key, black_box(&data), AttributeOptions::native("email"))
+                    .unwrap()
+            })
+        });
+        g.bench_function("decrypt/base64 text column", |b| {
+            b.iter(|| {
+                cipher::decrypt_base64(&key, black_box(&ct), AttributeOptions::native("email"))
+                    .unwrap()
+            })
+        });
+        g.bench_function("baseline: copy + base64 encode (no encryption)", |b| {
+            b.iter(|| kms_fields::encoding::strict_encode(black_box(&data).to_vec().as_slice()))
+        });
+        g.bench_function("baseline: base64 decode + copy (no encryption)", |b| {
+            b.iter(|| kms_fields::encoding::strict_decode(black_box(&ct)).unwrap())
+        });
+        g.bench_function(
+            "encrypt/base64, first use of a data key (key schedule)",
+            |b| {
+                b.iter(|| {
+                    let fresh = DataKey::from_slice(key.expose_secret()).unwrap();
+                    cipher::encrypt_to_base64(
+                        &fresh,
+                        black_box(&data),
+                        AttributeOptions::native("email"),
+                    )
+                    .unwrap()
+                })
+            },
+        );
         g.bench_function("encrypt+decrypt/base64 text column", |b| {
             b.iter(|| {
                 let ct = cipher::encrypt_to_base64(

@@ -1,15 +1,19 @@
 //! The per-record data key.
 
 use std::fmt;
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+use crate::cipher::Schedules;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Length of a data key in bytes (AES-256).
 pub const DATA_KEY_LEN: usize = 32;
 
-/// A 256-bit data key: drawn from the OS CSPRNG, zeroized on drop, never printed.
+/// A 256-bit data key: drawn from the OS CSPRNG, zeroized on drop, never printed. Its AES key
+/// schedule is expanded on first use and kept with it (shared by clones, zeroized with the
+/// last of them), so the attributes of one record don't pay for it again.
 ///
 /// ```
 /// let key = kms_fields::DataKey::generate()?;
@@ -17,7 +21,10 @@ pub const DATA_KEY_LEN: usize = 32;
 /// # Ok::<(), kms_fields::Error>(())
 /// ```
 #[derive(Clone)]
-pub struct DataKey(Zeroizing<[u8; DATA_KEY_LEN]>);
+pub struct DataKey {
+    bytes: Zeroizing<[u8; DATA_KEY_LEN]>,
+    schedules: Arc<Schedules>,
+}
 
 impl DataKey {
     /// A fresh random key from the operating system's CSPRNG.
@@ -29,7 +36,14 @@ impl DataKey {
                 format!("the OS random number generator failed: {e}"),
             )
         })?;
-        Ok(Self(bytes))
+        Ok(Self::new(bytes))
+    }
+
+    fn new(bytes: Zeroizing<[u8; DATA_KEY_LEN]>) -> Self {
+        Self {
+            bytes,
+            schedules: Arc::default(),
+        }
     }
 
     /// A key from exactly 32 bytes (for example the plaintext a KMS returned).
@@ -42,12 +56,17 @@ impl DataKey {
         }
         let mut key = Zeroizing::new([0u8; DATA_KEY_LEN]);
         key.copy_from_slice(bytes);
-        Ok(Self(key))
+        Ok(Self::new(key))
     }
 
     /// The raw key bytes. Keep them out of logs.
     pub fn expose_secret(&self) -> &[u8; DATA_KEY_LEN] {
-        &self.0
+        &self.bytes
+    }
+
+    /// The key's expanded AES-256-GCM schedules (built on first use).
+    pub(crate) fn schedules(&self) -> &Schedules {
+        &self.schedules
     }
 }
 
@@ -60,9 +79,9 @@ impl fmt::Debug for DataKey {
 impl PartialEq for DataKey {
     /// Constant-time comparison.
     fn eq(&self, other: &Self) -> bool {
-        self.0
+        self.bytes
             .iter()
-            .zip(other.0.iter())
+            .zip(other.bytes.iter())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
     }

@@ -11,6 +11,7 @@ mod backend;
 pub mod padding;
 
 pub use backend::Backend;
+pub(crate) use backend::Schedules;
 
 use zeroize::Zeroizing;
 
@@ -53,12 +54,42 @@ impl<'a> AttributeOptions<'a> {
     }
 }
 
-/// Encrypt `plaintext` with a fresh random nonce.
+/// Encrypt `plaintext` with a fresh random nonce (see [`fresh_nonce`]).
 pub fn encrypt(key: &DataKey, plaintext: &[u8], opts: AttributeOptions<'_>) -> Result<Vec<u8>> {
-    let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce)
-        .map_err(|e| Error::config(format!("the OS random number generator failed: {e}")))?;
+    let nonce = fresh_nonce()?;
     encrypt_with_nonce(Backend::default(), key, &nonce, plaintext, opts)
+}
+
+/// A random 96-bit nonce from this thread's ChaCha20 generator, which is seeded from the
+/// operating system's CSPRNG on first use in each thread and again in a forked child (checked
+/// by process id), so no two threads or processes continue one stream. Nonces are public; what
+/// matters is that they never repeat under one key, as for nonces drawn from the OS directly —
+/// at a fraction of a `getrandom` system call's cost.
+pub fn fresh_nonce() -> Result<[u8; NONCE_LEN]> {
+    use rand_core::{RngCore, SeedableRng};
+    use std::cell::RefCell;
+    thread_local! {
+        static RNG: RefCell<Option<(u32, rand_chacha::ChaCha20Rng)>> = const { RefCell::new(None) };
+    }
+    RNG.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let pid = std::process::id();
+        let rng = match &mut *slot {
+            Some((p, rng)) if *p == pid => rng,
+            _ => {
+                let mut seed = Zeroizing::new([0u8; 32]);
+                getrandom::fill(seed.as_mut()).map_err(|e| {
+                    Error::config(format!("the OS random number generator failed: {e}"))
+                })?;
+                &mut slot
+                    .insert((pid, rand_chacha::ChaCha20Rng::from_seed(*seed)))
+                    .1
+            }
+        };
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        Ok(nonce)
+    })
 }
 
 /// Encrypt with a caller-chosen nonce and backend. Only for known-answer tests: a nonce must
@@ -81,13 +112,7 @@ pub fn encrypt_with_nonce(
     if let Some(block) = opts.padding {
         padding::pad_in_place(&mut out, NONCE_LEN, block)?;
     }
-    backend.seal(
-        key.expose_secret(),
-        nonce,
-        opts.associated_data,
-        &mut out,
-        NONCE_LEN,
-    )?;
+    backend.seal_with_key(key, nonce, opts.associated_data, &mut out, NONCE_LEN)?;
     Ok(out)
 }
 
@@ -115,12 +140,7 @@ pub fn decrypt_with(
     let mut nonce_arr = [0u8; NONCE_LEN];
     nonce_arr.copy_from_slice(nonce);
     let mut buf = Zeroizing::new(body.to_vec());
-    backend.open(
-        key.expose_secret(),
-        &nonce_arr,
-        opts.associated_data,
-        &mut buf,
-    )?;
+    backend.open_with_key(key, &nonce_arr, opts.associated_data, &mut buf)?;
     if let Some(block) = opts.padding {
         padding::unpad_in_place(&mut buf, block)?;
     }
@@ -149,6 +169,45 @@ pub fn decrypt_base64(
 
 #[cfg(test)]
 mod tests {
+    /// Issue 14: nonces come from a per-thread user-space generator — they must still never
+    /// repeat, across draws and across threads (each thread seeds its own from the OS).
+    #[test]
+    fn nonces_do_not_repeat_across_draws_and_threads() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..20_000 {
+            assert!(seen.insert(fresh_nonce().unwrap()));
+        }
+        let others: Vec<[u8; NONCE_LEN]> =
+            std::thread::spawn(|| (0..20_000).map(|_| fresh_nonce().unwrap()).collect())
+                .join()
+                .unwrap();
+        for n in others {
+            assert!(
+                seen.insert(n),
+                "another thread continued this thread's stream"
+            );
+        }
+    }
+
+    /// Issue 14: the AES key schedule is built once per data key (and shared by its clones).
+    #[test]
+    fn the_key_schedule_is_built_once_per_key() {
+        let key = DataKey::generate().unwrap();
+        let copy = key.clone();
+        assert!(!key.schedules().is_built(Backend::default()));
+        let ct = encrypt(&key, b"x", AttributeOptions::native("a")).unwrap();
+        assert!(
+            copy.schedules().is_built(Backend::default()),
+            "shared with clones"
+        );
+        assert_eq!(
+            &decrypt(&copy, &ct, AttributeOptions::native("a")).unwrap()[..],
+            b"x"
+        );
+        let other = DataKey::generate().unwrap();
+        assert!(!other.schedules().is_built(Backend::default()));
+    }
+
     use super::*;
     use crate::ErrorKind;
 
