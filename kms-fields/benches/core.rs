@@ -119,6 +119,24 @@ fn providers(c: &mut Criterion) {
     // through Kms (audit event + counters + key column encoding)
     let kms = Kms::new();
     let spec = KeySpec::new().key_id("insecure-test-key");
+    g.bench_function(
+        "test key via Kms, from synchronous code (blocking facade)",
+        |b| {
+            let kms = Kms::new();
+            let spec = KeySpec::new().key_id("insecure-test-key");
+            b.iter(|| {
+                let stored =
+                    kms_fields::blocking::run(
+                        kms.wrap_data_key(&spec, None, &key, &|_| Ok(Some(ctx.clone()))),
+                    )
+                    .unwrap();
+                kms_fields::blocking::run(
+                    kms.unwrap_data_key(&spec, None, &stored, &|_| Ok(Some(ctx.clone()))),
+                )
+                .unwrap()
+            })
+        },
+    );
     g.bench_function("test key via Kms (stored vN: value)", |b| {
         b.iter(|| {
             rt.block_on(async {

@@ -8,9 +8,17 @@
 //! - Inside a current-thread runtime: blocking would stall every task of that runtime, so this
 //!   is refused with an [`ErrorKind::Runtime`] error that names the
 //!   remedy (use the async method, or a multi-thread runtime).
+//!
+//! A future with nothing to wait for — an operation whose keys are in-process (the test key, a
+//! local master key) or already unwrapped — completes on its first poll: that poll happens on
+//! the calling thread, in the runtime's context, and its result is returned without handing
+//! the future to the runtime (`block_on`) or the thread over (`block_in_place`). Anything else
+//! continues on the runtime as above.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::OnceLock;
+use std::task::{Context, Poll, Waker};
 
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
@@ -45,10 +53,23 @@ fn runtime() -> Result<&'static Runtime> {
 /// # Ok::<(), kms_fields::Error>(())
 /// ```
 pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
+    let mut future = std::pin::pin!(future);
     match Handle::try_current() {
-        Err(_) => Ok(runtime()?.block_on(future)),
+        Err(_) => {
+            let rt = runtime()?;
+            {
+                let _context = rt.enter();
+                if let Poll::Ready(v) = poll_once(future.as_mut()) {
+                    return Ok(v);
+                }
+            }
+            Ok(rt.block_on(future))
+        }
         Ok(handle) => match handle.runtime_flavor() {
             RuntimeFlavor::MultiThread => {
+                if let Poll::Ready(v) = poll_once(future.as_mut()) {
+                    return Ok(v);
+                }
                 Ok(tokio::task::block_in_place(|| handle.block_on(future)))
             }
             _ => Err(Error::new(
@@ -59,6 +80,12 @@ pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
             )),
         },
     }
+}
+
+/// Poll `future` once with a waker that does nothing: a future that is not ready registers that
+/// waker and is polled again (with the runtime's waker, which replaces it) by the caller.
+fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> Poll<F::Output> {
+    future.poll(&mut Context::from_waker(Waker::noop()))
 }
 
 /// [`block_on`] for fallible futures, flattening the result.
@@ -94,6 +121,40 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v, 6);
+    }
+
+    /// Issue 14: the first poll happens outside the runtime's `block_on`; a future that is not
+    /// ready then — it waits on a timer, spawns a task — still completes through the runtime,
+    /// outside one and inside one (the first poll's no-op waker is replaced by the runtime's).
+    #[test]
+    fn futures_that_wait_after_the_first_poll_complete_on_the_runtime() {
+        assert_eq!(block_on(async { 6 }).unwrap(), 6);
+        let slept = block_on(async {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            7
+        })
+        .unwrap();
+        assert_eq!(slept, 7);
+        // a task spawned by the first poll runs on the kms-fields runtime
+        let spawned = block_on(async { tokio::spawn(async { 8 }).await.unwrap() }).unwrap();
+        assert_eq!(spawned, 8);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let inside = rt.block_on(async {
+            tokio::task::spawn_blocking(|| {
+                block_on(async {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    9
+                })
+                .unwrap()
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(inside, 9);
     }
 
     #[tokio::test(flavor = "current_thread")]
