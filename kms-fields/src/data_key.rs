@@ -39,7 +39,8 @@ impl DataKey {
         Ok(Self::new(bytes))
     }
 
-    fn new(bytes: Zeroizing<[u8; DATA_KEY_LEN]>) -> Self {
+    /// A key from its bytes (e.g. a key derived from a data key).
+    pub(crate) fn new(bytes: Zeroizing<[u8; DATA_KEY_LEN]>) -> Self {
         Self {
             bytes,
             schedules: Arc::default(),

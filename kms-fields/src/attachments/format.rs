@@ -277,7 +277,8 @@ pub fn plaintext_len(stored_len: u64, segment_size: u32) -> Result<u64> {
 /// next byte or for [`finish`](Self::finish).
 pub(crate) struct Sealer {
     backend: Backend,
-    key: Zeroizing<[u8; 32]>,
+    /// The per-object key; its AES key schedule is built once for all segments.
+    key: DataKey,
     header: Header,
     header_bytes: [u8; HEADER_LEN],
     segment_size: usize,
@@ -291,7 +292,7 @@ impl Sealer {
         let segment_size = header.segment_size as usize;
         Self {
             backend,
-            key: derive_object_key(data_key, &header, name),
+            key: DataKey::new(derive_object_key(data_key, &header, name)),
             header,
             header_bytes: header.to_bytes(),
             segment_size,
@@ -367,7 +368,7 @@ impl Sealer {
         let nonce = self.header.nonce(self.index, last)?;
         self.plaintext_len += seg.len() as u64;
         self.backend
-            .seal(&self.key, &nonce, &self.header_bytes, &mut seg, 0)?;
+            .seal_with_key(&self.key, &nonce, &self.header_bytes, &mut seg, 0)?;
         self.index += 1;
         Ok(Bytes::from(seg))
     }
@@ -386,7 +387,8 @@ pub(crate) enum Framing {
 /// Streaming decryption: stored bytes in (after the header), verified plaintext segments out.
 pub(crate) struct Opener {
     backend: Backend,
-    key: Zeroizing<[u8; 32]>,
+    /// The per-object key; its AES key schedule is built once for all segments.
+    key: DataKey,
     header: Header,
     header_bytes: [u8; HEADER_LEN],
     full_len: usize,
@@ -409,7 +411,7 @@ impl Opener {
         let full_len = header.segment_size as usize + TAG_LEN;
         Self {
             backend,
-            key: derive_object_key(data_key, &header, name),
+            key: DataKey::new(derive_object_key(data_key, &header, name)),
             header,
             header_bytes: header.to_bytes(),
             full_len,
@@ -487,7 +489,7 @@ impl Opener {
         let mut seg = std::mem::replace(&mut self.buf, Vec::with_capacity(self.full_len));
         if let Err(e) = self
             .backend
-            .open(&self.key, &nonce, &self.header_bytes, &mut seg)
+            .open_with_key(&self.key, &nonce, &self.header_bytes, &mut seg)
         {
             self.done = true;
             return Err(e);

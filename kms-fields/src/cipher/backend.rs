@@ -82,7 +82,8 @@ impl Backend {
         ]
     }
 
-    /// Encrypt `buf[start..]` in place and append the tag.
+    /// Encrypt `buf[start..]` in place and append the tag (the key schedule is built for this
+    /// call; a [`DataKey`] keeps its own).
     pub fn seal(
         self,
         key: &[u8; 32],
@@ -91,33 +92,7 @@ impl Backend {
         buf: &mut Vec<u8>,
         start: usize,
     ) -> Result<()> {
-        match self {
-            Backend::RustCrypto => {
-                use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit, Nonce};
-                let cipher = Aes256Gcm::new(key.into());
-                let tag = cipher
-                    .encrypt_inout_detached(&Nonce::from(*nonce), aad, (&mut buf[start..]).into())
-                    .map_err(|_| Error::config("plaintext too long for AES-GCM"))?;
-                buf.extend_from_slice(tag.as_slice());
-                Ok(())
-            }
-            #[cfg(feature = "aws-lc")]
-            Backend::AwsLc => {
-                use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-                let key = LessSafeKey::new(
-                    UnboundKey::new(&AES_256_GCM, key).map_err(|_| Error::config("bad AES key"))?,
-                );
-                let tag = key
-                    .seal_in_place_separate_tag(
-                        Nonce::assume_unique_for_key(*nonce),
-                        Aad::from(aad),
-                        &mut buf[start..],
-                    )
-                    .map_err(|_| Error::config("plaintext too long for AES-GCM"))?;
-                buf.extend_from_slice(tag.as_ref());
-                Ok(())
-            }
-        }
+        self.seal_with_key(&DataKey::from_slice(key)?, nonce, aad, buf, start)
     }
 
     /// [`seal`](Self::seal) with a data key's cached key schedule.
@@ -194,30 +169,6 @@ impl Backend {
         aad: &[u8],
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        let Some(ct_len) = buf.len().checked_sub(TAG_LEN) else {
-            return Err(Error::decryption_failed());
-        };
-        match self {
-            Backend::RustCrypto => {
-                use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit, Nonce, Tag};
-                let cipher = Aes256Gcm::new(key.into());
-                let (body, tag) = buf.split_at_mut(ct_len);
-                let tag = Tag::try_from(&*tag).map_err(|_| Error::decryption_failed())?;
-                cipher
-                    .decrypt_inout_detached(&Nonce::from(*nonce), aad, body.into(), &tag)
-                    .map_err(|_| Error::decryption_failed())?;
-            }
-            #[cfg(feature = "aws-lc")]
-            Backend::AwsLc => {
-                use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-                let key = LessSafeKey::new(
-                    UnboundKey::new(&AES_256_GCM, key).map_err(|_| Error::config("bad AES key"))?,
-                );
-                key.open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf)
-                    .map_err(|_| Error::decryption_failed())?;
-            }
-        }
-        buf.truncate(ct_len);
-        Ok(())
+        self.open_with_key(&DataKey::from_slice(key)?, nonce, aad, buf)
     }
 }
