@@ -227,6 +227,12 @@ if [ $# -eq 0 ]; then
   step "core tests with the default (RustCrypto) AES-GCM backend" \
     cargo nextest run -p kms-fields --features aws --no-fail-fast
   # --- fuzzing (nightly only) ------------------------------------------------------------------
+  # cargo-fuzz is installed once (from crates.io) when a nightly toolchain is there without it
+  if [ "${KMS_FIELDS_FUZZ_SECONDS:-25}" != 0 ] && cargo +nightly --version >/dev/null 2>&1 &&
+    ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    step "cargo install cargo-fuzz" cargo install cargo-fuzz --locked ||
+      log "cargo-fuzz could not be installed"
+  fi
   if [ "${KMS_FIELDS_FUZZ_SECONDS:-25}" != 0 ] && cargo +nightly --version >/dev/null 2>&1 &&
     cargo +nightly fuzz --version >/dev/null 2>&1; then
     step "fuzz targets, ${KMS_FIELDS_FUZZ_SECONDS:-25} s each" scripts/fuzz.sh "${KMS_FIELDS_FUZZ_SECONDS:-25}"
